@@ -1,0 +1,93 @@
+"""PostgreSQL access with the caller's tenant set per transaction.
+
+Every tenant-owned table has row-level security enabled and forced, with a policy comparing
+`tenant_id` to the transaction-local setting `muster.tenant_id`; services connect as a role that
+owns no table, so a query that forgets its WHERE clause still sees one tenant only. Platform-level
+work (the outbox relay, tenant administration) opts in with `Scope.platform()`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+TENANT_SETTING = "muster.tenant_id"
+PLATFORM_SETTING = "muster.platform"
+_TENANT_ID = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
+
+_SET_SCOPE = text(
+    f"SELECT set_config('{TENANT_SETTING}', :tenant, true), set_config('{PLATFORM_SETTING}', :platform, true)"
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose rows a transaction may see: one tenant's, or (platform work only) everyone's."""
+
+    tenant: str | None
+    platform: bool = False
+
+    @classmethod
+    def of_tenant(cls, tenant: str) -> Scope:
+        if not _TENANT_ID.match(tenant):
+            raise ValueError(f"not a tenant id: {tenant!r}")
+        return cls(tenant=tenant)
+
+    @classmethod
+    def platform_wide(cls) -> Scope:
+        return cls(tenant=None, platform=True)
+
+
+async def apply_scope(conn: AsyncConnection, scope: Scope) -> None:
+    """Limit the open transaction to `scope` (transaction-local, so safe with pooled connections)."""
+    platform = "on" if scope.platform else "off"
+    await conn.execute(_SET_SCOPE, {"tenant": scope.tenant or "", "platform": platform})
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An asyncpg-backed engine; JSON(B) columns go through orjson."""
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800,
+        json_serializer=_json_dumps, json_deserializer=orjson.loads,
+    )
+
+
+class Database:
+    """Opens scoped transactions on one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self, scope: Scope) -> AsyncIterator[AsyncConnection]:
+        """A transaction whose row visibility is limited to `scope`; commits on normal exit."""
+        async with self.engine.begin() as conn:
+            await apply_scope(conn, scope)
+            yield conn
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def tenant_policy_sql(schema: str, table: str) -> list[str]:
+    """DDL that makes `schema.table` visible only to its tenant (RLS enabled and forced)."""
+    qualified = f"{schema}.{table}"
+    predicate = (f"tenant_id = current_setting('{TENANT_SETTING}', true) "
+                 f"OR current_setting('{PLATFORM_SETTING}', true) = 'on'")
+    return [
+        f"ALTER TABLE {qualified} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {qualified} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS tenant_isolation ON {qualified}",
+        f"CREATE POLICY tenant_isolation ON {qualified} USING ({predicate}) WITH CHECK ({predicate})",
+    ]

@@ -1,0 +1,78 @@
+"""Unit of work: one scoped transaction, the repositories bound to it, and the events it emits.
+
+A handler changes state through repositories and calls `emit`; `commit` writes the emitted events
+to the outbox in the same transaction, so the state change and its events commit together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Self
+
+from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
+
+from muster.events.v1.event_pb2 import Event
+from muster.runtime.db import Database, Scope, apply_scope
+from muster.runtime.events import new_event
+from muster.runtime.outbox import OutboxTables
+
+
+class UnitOfWork(AbstractAsyncContextManager["UnitOfWork"]):
+    """Subclass it per service to attach repositories in `_bind`."""
+
+    def __init__(self, db: Database, outbox: OutboxTables, scope: Scope, *, source: str,
+                 published: asyncio.Event | None = None) -> None:
+        self._db = db
+        self._outbox = outbox
+        self.scope = scope
+        self._source = source
+        self._published = published
+        self._conn: AsyncConnection | None = None
+        self._tx: AsyncTransaction | None = None
+        self._events: list[Event] = []
+        self.committed = False
+
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._conn is None:
+            raise RuntimeError("the unit of work is not open: use `async with uow:`")
+        return self._conn
+
+    async def __aenter__(self) -> Self:
+        self._conn = await self._db.engine.connect()
+        self._tx = await self._conn.begin()
+        await apply_scope(self._conn, self.scope)
+        self._bind(self._conn)
+        return self
+
+    def _bind(self, conn: AsyncConnection) -> None:
+        """Attach repositories to the open connection."""
+
+    def emit(self, payload: Message, *, subject: str, tenant: str | None = None) -> Event:
+        event = new_event(payload, source=self._source,
+                          tenant=tenant if tenant is not None else self.scope.tenant, subject=subject)
+        self._events.append(event)
+        return event
+
+    async def commit(self) -> None:
+        assert self._tx is not None
+        await self._outbox.append(self.connection, self._events)
+        await self._tx.commit()
+        self.committed = True
+        if self._events and self._published is not None:
+            self._published.set()  # wake the in-process relay now instead of at its next poll
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                await self._tx.rollback()
+        finally:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = None
+            self._tx = None
+            self._events = []

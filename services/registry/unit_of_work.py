@@ -1,0 +1,36 @@
+"""The registry's unit of work: one scoped transaction with the registry repositories bound to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from muster.runtime.db import Database, Scope
+from muster.runtime.uow import UnitOfWork
+from services.registry.repository import DeviceRepository, SiteRepository, TenantRepository
+from services.registry.tables import infrastructure
+
+SOURCE = "registry"
+
+
+class RegistryUnitOfWork(UnitOfWork):
+    tenants: TenantRepository
+    sites: SiteRepository
+    devices: DeviceRepository
+
+    def _bind(self, conn: AsyncConnection) -> None:
+        self.tenants = TenantRepository(conn)
+        self.sites = SiteRepository(conn)
+        self.devices = DeviceRepository(conn)
+
+
+UnitOfWorkFactory = Callable[[Scope], RegistryUnitOfWork]
+
+
+def unit_of_work_factory(db: Database, published: asyncio.Event) -> UnitOfWorkFactory:
+    def make(scope: Scope) -> RegistryUnitOfWork:
+        return RegistryUnitOfWork(db, infrastructure, scope, source=SOURCE, published=published)
+
+    return make
