@@ -41,16 +41,14 @@ def generate(out_root: Path, descriptor: Path) -> list[Path]:
          f"--plugin=protoc-gen-mypy={_bin('protoc-gen-mypy')}",
          f"--plugin=protoc-gen-mypy_grpc={_bin('protoc-gen-mypy_grpc')}",
          f"--python_out={out_root}", f"--grpc_python_out={out_root}",
-         f"--mypy_out={out_root}", f"--mypy_grpc_out={out_root}", *protos],
+         f"--mypy_out=quiet:{out_root}", f"--mypy_grpc_out=quiet:{out_root}", *protos],
         check=True,
     )
     generated = []
     for proto in protos:
-        package_dir = out_root / Path(proto).parent
-        for parent in [package_dir, *package_dir.relative_to(out_root).parents]:
-            init = out_root / parent / "__init__.py" if parent != Path(".") else None
-            if init is not None and not init.exists():
-                init.touch()
+        package = Path(proto).parent.parts  # ("muster", "registry", "v1"): each needs an __init__.py
+        for depth in range(1, len(package) + 1):
+            (out_root.joinpath(*package[:depth]) / "__init__.py").touch(exist_ok=True)
         stem = Path(proto).with_suffix("").as_posix()
         for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi"):
             generated.append(Path(stem + suffix))
@@ -62,8 +60,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fail if committed output is stale")
     args = parser.parse_args()
     if not args.check:
-        for stale in PY_OUT.glob("muster/*/v*/*_pb2*.py*"):
-            stale.unlink()
+        for old in PY_OUT.glob("muster/*/v*/*_pb2*.py*"):
+            old.unlink()
         generate(PY_OUT, DESCRIPTOR)
         print(f"generated Python stubs under {PY_OUT / 'muster'} and {DESCRIPTOR.relative_to(ROOT)}")
         return 0

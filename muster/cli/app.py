@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from muster.cli import devices, sites, tenants, tokens
 from muster.cli.up import up
 
 app = typer.Typer(no_args_is_help=True)
 app.command("up")(up)
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(sites.app, name="sites")
+app.add_typer(devices.app, name="devices")
 
 
 @app.callback()

@@ -5,6 +5,7 @@ to its own log file, and a parent-death signal so a SIGKILLed supervisor leaves 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import pwd
@@ -76,19 +77,15 @@ class Child:
     async def stop(self) -> int:
         """Ask nicely (stop_signal), wait `grace_seconds`, then SIGKILL. Returns the exit code."""
         if self.process.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(self.spec.stop_signal)
-            except ProcessLookupError:
-                pass
             try:
                 await asyncio.wait_for(self.process.wait(), self.spec.grace_seconds)
             except TimeoutError:
                 log.warning("child_killed", name=self.spec.name, pid=self.pid,
                             grace_seconds=self.spec.grace_seconds)
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
-                except ProcessLookupError:
-                    pass
                 await self.process.wait()
         code = self.process.returncode
         assert code is not None

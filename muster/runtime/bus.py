@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Sequence
 import nats
 import structlog
 from nats.aio.client import Client as NATS
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from sqlalchemy import delete, func, select, text, update
@@ -89,7 +88,7 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
                 backoff = 0.2
-            except (OSError, NatsTimeoutError, nats.errors.Error, ConnectionError) as exc:
+            except (OSError, TimeoutError, nats.errors.Error) as exc:
                 log.warning("outbox_relay_retry", error=repr(exc), backoff=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -173,7 +172,7 @@ class EventConsumer:
         while True:
             try:
                 msgs = await sub.fetch(self._batch_size, timeout=1.0)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises both its own subclass and asyncio's
                 continue
             for msg in msgs:
                 event = Event.FromString(msg.data)

@@ -214,7 +214,8 @@ class _Parser:
         expr = self.or_()
         tok = self.tokens[self.i]
         if tok.kind != "end":
-            raise _error(f"unexpected {tok.text!r} {_where(self.text, tok.pos)}")
+            hint = f"; write {tok.text.upper()} in upper case" if tok.text.upper() in ("AND", "OR") else ""
+            raise _error(f"unexpected {tok.text!r} {_where(self.text, tok.pos)}{hint}")
         return expr
 
     def or_(self) -> Expr:

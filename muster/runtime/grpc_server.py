@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -87,6 +88,7 @@ async def run_grpc_server(
     for binding in bindings:
         binding.add_to_server(server)
     names = [binding.name for binding in bindings]
+    _check_access_policy(names, access_policy)
     reflection.enable_server_reflection([*names, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
     server.add_insecure_port(settings.grpc_address)
 
@@ -118,6 +120,23 @@ async def run_grpc_server(
             loop.remove_signal_handler(signum)
     if failure is not None:
         raise BackgroundTaskFailed(f"background task failed: {failure!r}") from failure
+
+
+def _check_access_policy(service_names: Sequence[str], access_policy: Mapping[str, Role | None]) -> None:
+    """Name served methods that have no policy entry at startup, not only when first called (they are
+    refused either way: deny by default). Services unknown to the descriptor pool are skipped."""
+    pool = descriptor_pool.Default()
+    missing = []
+    for name in service_names:
+        try:
+            service = pool.FindServiceByName(name)
+        except KeyError:
+            continue
+        missing += [f"/{name}/{method.name}" for method in service.methods
+                    if f"/{name}/{method.name}" not in access_policy]
+    if missing:
+        _log.error("server.methods_without_access_policy", methods=missing,
+                   hint="these methods answer PERMISSION_DENIED until added to the access policy")
 
 
 def _on_signal(signum: signal.Signals, stop: asyncio.Event) -> None:

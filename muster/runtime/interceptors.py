@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import grpc
 import structlog
@@ -71,9 +71,8 @@ def rich_status(code: grpc.StatusCode, message: str, *, reason: str, request_id:
         any_detail = any_pb2.Any()
         any_detail.Pack(detail)
         packed.append(any_detail)
-    status = rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=packed))
-    assert isinstance(status, grpc.Status)
-    return status
+    return cast(grpc.Status,
+                rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=packed)))
 
 
 def status_for_error(error: MusterError, request_id: str) -> grpc.Status:
@@ -120,8 +119,9 @@ class _Call:
         self.request_id = sent if sent and _REQUEST_ID_RE.fullmatch(sent) else uuid.uuid4().hex
         set_request_id(self.request_id)
         set_principal(None)
-        structlog.contextvars.unbind_contextvars("tenant", "subject")
-        structlog.contextvars.bind_contextvars(request_id=self.request_id, method=self.method)
+        # tenant/subject stay None on public calls, so every access line has the same fields.
+        structlog.contextvars.bind_contextvars(request_id=self.request_id, method=self.method,
+                                               tenant=None, subject=None)
         if not is_infrastructure(self.method) and self.context.time_remaining() is None:
             loop = asyncio.get_running_loop()
             self.deadline_at = loop.time() + self.owner.default_deadline

@@ -7,6 +7,7 @@ and the launcher can reconfigure freely.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from typing import Any
@@ -46,6 +47,12 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def _traceback_formatter() -> structlog.typing.ExceptionRenderer:
+    if importlib.util.find_spec("rich") is None:  # rich is optional
+        return structlog.dev.plain_traceback
+    return structlog.dev.RichTracebackFormatter(show_locals=False)
+
+
 def configure_logging(service: str, level: str, fmt: str) -> None:
     """Route structlog and stdlib logging through one handler on stdout.
 
@@ -63,7 +70,8 @@ def configure_logging(service: str, level: str, fmt: str) -> None:
         final.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        # No locals in tracebacks: they would print tokens and request payloads.
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=_traceback_formatter())
     final.append(renderer)
 
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -238,7 +238,7 @@ class RegistryHandlers:
                 raise NotFound(f"tenants/{tenant} not found")
             async with self._uow(Scope.of_tenant(tenant)) as uow:
                 _found(await uow.tenants.get(tenant), f"tenants/{tenant}")
-        ttl = command.ttl or DEFAULT_TOKEN_TTL
+        ttl = DEFAULT_TOKEN_TTL if command.ttl is None else command.ttl  # an explicit 0 is refused
         if ttl <= timedelta(0) or ttl > timedelta(days=365):
             raise InvalidArgument.field("ttl", "must be positive and at most 365 days")
         return self._tokens.issue(subject=command.subject, role=command.role, tenant=tenant, ttl=ttl,

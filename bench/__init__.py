@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print throughput and latency, never assert them (see bench/README.md)."""

@@ -1,0 +1,270 @@
+"""`muster devices`: the tenant's devices and their lifecycle (PROVISIONED -> ACTIVE <-> SUSPENDED -> RETIRED).
+
+Needs a tenant token: viewer to read, operator to create, update, activate and suspend, admin to retire
+and delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from muster.cli import output as out
+from muster.cli.client import Session, fail, list_all, run
+from muster.cli.options import (
+    DEFAULT_TIMEOUT,
+    AllOption,
+    DataDirOption,
+    EtagOption,
+    GrpcOption,
+    LabelsOption,
+    LocationOption,
+    OrderByOption,
+    Output,
+    OutputOption,
+    PageSizeOption,
+    PageTokenOption,
+    TimeoutOption,
+    TokenOption,
+    connection,
+    parse_labels,
+    parse_location,
+    resource_name,
+)
+from muster.registry.v1 import device_service_pb2 as dev
+from muster.registry.v1 import device_service_pb2_grpc as dev_grpc
+from muster.registry.v1 import resources_pb2 as pb
+
+if TYPE_CHECKING:
+    from muster.registry.v1.device_service_pb2_grpc import DeviceServiceAsyncStub
+
+app = typer.Typer(no_args_is_help=True, help="Devices: create, list, change and move through their lifecycle.")
+
+DeviceArg = Annotated[str, typer.Argument(
+    metavar="ID", show_default=False, help="Device id as issued by create (or devices/ID).")]
+DisplayNameOption = Annotated[str | None, typer.Option("--display-name", show_default=False,
+                                                       help="Human-readable name.")]
+NotesOption = Annotated[str | None, typer.Option("--notes", show_default=False, help="Free text for operators.")]
+
+COLUMNS: out.Columns = (
+    ("ID", lambda d: out.short_id(d.name)),
+    ("DISPLAY NAME", lambda d: d.display_name),
+    ("STATE", lambda d: out.device_state(d.state)),
+    ("SITE", lambda d: out.short_id(d.site)),
+    ("SERIAL", lambda d: d.serial),
+    ("LABELS", lambda d: out.labels(d.labels)),
+    ("CREATED", lambda d: out.when(d.create_time)),
+)
+DETAIL: out.Columns = (
+    *COLUMNS[:6],
+    ("NOTES", lambda d: d.notes),
+    ("LOCATION", out.location),
+    *COLUMNS[6:],
+    ("UPDATED", lambda d: out.when(d.update_time)),
+    ("ETAG", lambda d: d.etag),
+)
+
+
+def _name(value: str) -> str:
+    return resource_name("devices", value, "ID")
+
+
+def _site(value: str) -> str:
+    """`--site ''` means "at no site"."""
+    return resource_name("sites", value, "--site") if value.strip() else ""
+
+
+def _stub(session: Session) -> DeviceServiceAsyncStub:
+    return dev_grpc.DeviceServiceStub(session.channel)
+
+
+@app.command("create")
+def create_device(
+    display_name: DisplayNameOption = None,
+    site: Annotated[str | None, typer.Option(
+        "--site", metavar="ID", show_default=False, help="Site id (or sites/ID) the device is installed at.")] = None,
+    serial: Annotated[str | None, typer.Option(
+        "--serial", show_default=False, help="Manufacturer serial, unique in the tenant; cannot change later.")] = None,
+    label: LabelsOption = None, notes: NotesOption = None, location: LocationOption = None,
+    output: OutputOption = Output.table,
+    grpc: GrpcOption = None, token: TokenOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Register a device; it starts PROVISIONED, and the server issues its id (shown as ID)."""
+    device = pb.Device(display_name=display_name or "", site=_site(site or ""), serial=serial or "",
+                       labels=parse_labels(label), notes=notes or "")
+    if location is not None:
+        device.location.CopyFrom(parse_location(location))
+    request = dev.CreateDeviceRequest(device=device)
+
+    async def work(session: Session) -> pb.Device:
+        return await session.call(_stub(session).CreateDevice, request)
+
+    out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, DETAIL)
+
+
+@app.command("list")
+def list_devices(
+    filter_: Annotated[str, typer.Option(
+        "--filter", metavar="EXPR", rich_help_panel="Listing",
+        help="AIP-160 filter over display_name, serial, site, state, labels.KEY, create_time, update_time, "
+             "e.g. 'state = ACTIVE AND labels.floor = \"3\" AND create_time > \"2026-01-01T00:00:00Z\"'.")] = "",
+    order_by: OrderByOption = "", page_size: PageSizeOption = 0,
+    page_token: PageTokenOption = "", all_pages: AllOption = False,
+    output: OutputOption = Output.table,
+    grpc: GrpcOption = None, token: TokenOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List the tenant's devices: one page, or every page with --all.
+
+    --order-by takes display_name, serial, create_time and update_time.
+    """
+
+    async def work(session: Session) -> tuple[list[pb.Device], str]:
+        stub = _stub(session)
+
+        async def page(page_token: str) -> tuple[list[pb.Device], str]:
+            response = await session.call(stub.ListDevices, dev.ListDevicesRequest(
+                page_size=page_size, page_token=page_token, filter=filter_, order_by=order_by))
+            return list(response.devices), response.next_page_token
+
+        return await list_all(page, page_token, follow=all_pages)
+
+    devices, next_page_token = run(connection(grpc, token, timeout, data_dir), work)
+    out.emit_list("devices", devices, next_page_token, output, COLUMNS)
+
+
+@app.command("get")
+def get_device(
+    device: DeviceArg,
+    output: OutputOption = Output.table,
+    grpc: GrpcOption = None, token: TokenOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show one device, with its state and etag."""
+    request = dev.GetDeviceRequest(name=_name(device))
+
+    async def work(session: Session) -> pb.Device:
+        return await session.call(_stub(session).GetDevice, request)
+
+    out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, DETAIL)
+
+
+@app.command("update")
+def update_device(
+    device: DeviceArg,
+    display_name: DisplayNameOption = None,
+    site: Annotated[str | None, typer.Option(
+        "--site", metavar="ID", show_default=False, help="Move to this site; --site '' for no site.")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", metavar="KEY=VALUE", show_default=False,
+        help="Replace ALL labels with these; repeat for more.")] = None,
+    clear_labels: Annotated[bool, typer.Option("--clear-labels", help="Remove every label.")] = False,
+    notes: NotesOption = None, location: LocationOption = None,
+    etag: EtagOption = "",
+    output: OutputOption = Output.table,
+    grpc: GrpcOption = None, token: TokenOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Change the fields given as options, and only those (the update mask lists exactly them).
+
+    The state changes only through activate, suspend and retire; the serial never changes.
+    """
+    if label and clear_labels:
+        raise typer.BadParameter("give --label or --clear-labels, not both", param_hint="--clear-labels")
+    changed = pb.Device(name=_name(device), etag=etag)
+    mask: list[str] = []
+    if display_name is not None:
+        changed.display_name = display_name
+        mask.append("display_name")
+    if site is not None:
+        changed.site = _site(site)
+        mask.append("site")
+    if label or clear_labels:
+        changed.labels.update(parse_labels(label))
+        mask.append("labels")
+    if notes is not None:
+        changed.notes = notes
+        mask.append("notes")
+    if location is not None:
+        changed.location.CopyFrom(parse_location(location))
+        mask.append("location")
+    if not mask:
+        fail(["error: nothing to change: give at least one of --display-name, --site, --label, "
+              "--clear-labels, --notes, --location"], code=2)
+    request = dev.UpdateDeviceRequest(device=changed)
+    request.update_mask.paths.extend(mask)
+
+    async def work(session: Session) -> pb.Device:
+        return await session.call(_stub(session).UpdateDevice, request)
+
+    out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, DETAIL)
+
+
+@app.command("delete")
+def delete_device(
+    device: DeviceArg,
+    etag: EtagOption = "",
+    output: OutputOption = Output.table,
+    grpc: GrpcOption = None, token: TokenOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Delete a device for good (needs a tenant admin token). To keep its record, retire it instead."""
+    request = dev.DeleteDeviceRequest(name=_name(device), etag=etag)
+
+    async def work(session: Session) -> None:
+        await session.call(_stub(session).DeleteDevice, request)
+
+    run(connection(grpc, token, timeout, data_dir), work)
+    out.emit_deleted(request.name, output)
+
+
+StateChange = Callable[[Session, str, str, str], Awaitable[pb.Device]]
+"""(session, name, etag, reason) -> the device in its new state."""
+
+
+async def _activate(session: Session, name: str, etag: str, reason: str) -> pb.Device:
+    request = dev.ActivateDeviceRequest(name=name, etag=etag, reason=reason)
+    return await session.call(_stub(session).ActivateDevice, request)
+
+
+async def _suspend(session: Session, name: str, etag: str, reason: str) -> pb.Device:
+    request = dev.SuspendDeviceRequest(name=name, etag=etag, reason=reason)
+    return await session.call(_stub(session).SuspendDevice, request)
+
+
+async def _retire(session: Session, name: str, etag: str, reason: str) -> pb.Device:
+    request = dev.RetireDeviceRequest(name=name, etag=etag, reason=reason)
+    return await session.call(_stub(session).RetireDevice, request)
+
+
+def _lifecycle_command(verb: str, doc: str, change: StateChange) -> None:
+    """activate, suspend and retire differ only in the RPC they call."""
+
+    def command(
+        device: DeviceArg,
+        reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail and the event.")] = "",
+        etag: EtagOption = "",
+        output: OutputOption = Output.table,
+        grpc: GrpcOption = None, token: TokenOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT,
+        data_dir: DataDirOption = None,
+    ) -> None:
+        name = _name(device)
+
+        async def work(session: Session) -> pb.Device:
+            return await change(session, name, etag, reason)
+
+        out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, DETAIL)
+
+    command.__doc__ = doc
+    command.__name__ = f"{verb}_device"
+    app.command(verb)(command)
+
+
+_lifecycle_command("activate", "Put a PROVISIONED or SUSPENDED device in service (ACTIVE).", _activate)
+_lifecycle_command("suspend", "Refuse an ACTIVE device at connect (SUSPENDED) until it is activated again.",
+                   _suspend)
+_lifecycle_command("retire", "Take a device out of service for good (RETIRED is final; needs a tenant admin "
+                   "token).", _retire)
