@@ -29,6 +29,7 @@ from muster.cli.options import (
     TimeoutOption,
     TokenOption,
     connection,
+    label_changes,
     parse_labels,
     parse_location,
     resource_name,
@@ -172,22 +173,14 @@ def update_device(
 
     The state changes only through activate, suspend and retire; the serial never changes.
     """
-    if label and clear_labels:
-        raise typer.BadParameter("give --label or --clear-labels, not both", param_hint="--clear-labels")
     changed = pb.Device(name=_name(device), etag=etag)
-    mask: list[str] = []
-    if display_name is not None:
-        changed.display_name = display_name
-        mask.append("display_name")
-    if site is not None:
-        changed.site = _site(site)
-        mask.append("site")
-    if label or clear_labels:
-        changed.labels.update(parse_labels(label))
+    values = {"display_name": display_name, "site": None if site is None else _site(site), "notes": notes}
+    mask = [path for path, value in values.items() if value is not None]
+    for path in mask:
+        setattr(changed, path, values[path])
+    if (labels := label_changes(label, clear_labels)) is not None:
+        changed.labels.update(labels)
         mask.append("labels")
-    if notes is not None:
-        changed.notes = notes
-        mask.append("notes")
     if location is not None:
         changed.location.CopyFrom(parse_location(location))
         mask.append("location")
@@ -221,8 +214,7 @@ def delete_device(
     out.emit_deleted(request.name, output)
 
 
-StateChange = Callable[[Session, str, str, str], Awaitable[pb.Device]]
-"""(session, name, etag, reason) -> the device in its new state."""
+StateChange = Callable[[Session, str, str, str], Awaitable[pb.Device]]  # (session, name, etag, reason)
 
 
 async def _activate(session: Session, name: str, etag: str, reason: str) -> pb.Device:

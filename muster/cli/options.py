@@ -105,6 +105,13 @@ def parse_labels(values: list[str] | None) -> dict[str, str]:
     return labels
 
 
+def label_changes(values: list[str] | None, clear: bool) -> dict[str, str] | None:
+    """The new label map for an update (labels are replaced whole), or None to leave labels alone."""
+    if values and clear:
+        raise typer.BadParameter("give --label or --clear-labels, not both", param_hint="--clear-labels")
+    return parse_labels(values) if values or clear else None
+
+
 def parse_location(value: str) -> pb.Location:
     parts = [part.strip() for part in value.split(",")]
     try:

@@ -25,6 +25,7 @@ from muster.cli.options import (
     TimeoutOption,
     TokenOption,
     connection,
+    label_changes,
     parse_labels,
     parse_location,
     resource_name,
@@ -143,16 +144,14 @@ def update_site(
     data_dir: DataDirOption = None,
 ) -> None:
     """Change the fields given as options, and only those (the update mask lists exactly them)."""
-    if label and clear_labels:
-        raise typer.BadParameter("give --label or --clear-labels, not both", param_hint="--clear-labels")
     changed = pb.Site(name=_name(site_id), etag=etag)
     mask: list[str] = []
     for path, value in (("display_name", display_name), ("address", address), ("time_zone", time_zone)):
         if value is not None:
             setattr(changed, path, value)
             mask.append(path)
-    if label or clear_labels:
-        changed.labels.update(parse_labels(label))
+    if (labels := label_changes(label, clear_labels)) is not None:
+        changed.labels.update(labels)
         mask.append("labels")
     if location is not None:
         changed.location.CopyFrom(parse_location(location))

@@ -6,7 +6,9 @@ The tenant of a request always comes from its token, never from the path or the 
 from __future__ import annotations
 
 import enum
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -58,13 +60,20 @@ class Principal:
 
 
 class TokenCodec:
-    """Issues and verifies operator tokens with one shared HMAC key."""
+    """Issues and verifies operator tokens with one shared HMAC key.
 
-    def __init__(self, secret: bytes, *, leeway: timedelta = timedelta(seconds=30)) -> None:
+    Verified tokens are remembered until they expire (bounded, least recently used out): a client
+    sends the same token on every call, and checking it again costs more than the RPC's own work.
+    """
+
+    def __init__(self, secret: bytes, *, leeway: timedelta = timedelta(seconds=30),
+                 cache_size: int = 10_000) -> None:
         if len(secret) < 32:
             raise ValueError("the token key must be at least 32 bytes")
         self._secret = secret
         self._leeway = leeway
+        self._cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def issue(self, *, subject: str, role: Role, tenant: str | None, ttl: timedelta,
               now: datetime | None = None) -> tuple[str, datetime]:
@@ -80,6 +89,20 @@ class TokenCodec:
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if time.time() < expires + self._leeway.total_seconds():
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        principal, expires = self._decode(token)
+        self._verified[token] = (principal, expires)
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], audience=AUDIENCE,
                                 issuer=ISSUER, leeway=self._leeway,
@@ -96,4 +119,4 @@ class TokenCodec:
         tenant = claims.get("tenant")
         if (tenant is None) != (role is Role.PLATFORM_ADMIN):
             raise Unauthenticated("the token's tenant does not fit its role", reason="TOKEN_INVALID")
-        return Principal(subject=str(claims["sub"]), role=role, tenant=tenant)
+        return Principal(subject=str(claims["sub"]), role=role, tenant=tenant), float(claims["exp"])

@@ -19,7 +19,8 @@ class ServiceSettings(BaseSettings):
     metrics_address: str = Field("127.0.0.1:9464", description="host:port of the Prometheus endpoint.")
     database_url: SecretStr = Field(
         description="postgresql+asyncpg:// URL of the service's own role (not the tables' owner).")
-    database_pool_size: int = 10
+    database_pool_size: int = Field(
+        20, description="Pooled connections (as many again may open under bursts); size it to the calls in flight.")
     nats_url: SecretStr = Field(SecretStr("nats://127.0.0.1:4222"),
                                 description="NATS URL, with the service user's credentials.")
     token_secret_file: Path = Field(description="File holding the HMAC key operator tokens are signed with.")
