@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from muster.events.v1.event_pb2 import Event
+from muster.launcher.nats import binary as nats_binary
+from muster.launcher.ports import free_ports
 from muster.registry.v1.events_pb2 import SiteDeleted
-from muster.runtime.bus import EVENTS_STREAM, EventConsumer, OutboxRelay, ensure_events_stream
+from muster.runtime.bus import EVENTS_STREAM, EventConsumer, OutboxRelay, connect, ensure_events_stream
 from muster.runtime.db import Database, Scope, create_engine, tenant_policy_sql
 from muster.runtime.migrations import grant_sql
 from muster.runtime.outbox import OutboxTables
@@ -214,3 +216,84 @@ async def test_consumer_applies_each_event_once_even_when_redelivered(env: Env) 
         task.cancel()
         await env.js.delete_consumer(EVENTS_STREAM, durable)
     assert sorted(applied) == sorted(ids)
+
+
+# --- restarts of NATS and PostgreSQL under a running relay ------------------------------------------
+
+def _start_nats(store: Path, port: int) -> subprocess.Popen[bytes]:
+    """A scratch JetStream server of our own, so killing it leaves the shared platform alone."""
+    config = store / "nats.conf"
+    config.write_text(json.dumps({"server_name": "relay-test", "listen": f"127.0.0.1:{port}",
+                                  "jetstream": {"store_dir": str(store / "js")}}))
+    return subprocess.Popen([str(nats_binary()), "-c", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+async def _wait_port(port: int) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+
+async def test_relay_rides_out_a_nats_restart_without_losing_or_duplicating(env: Env, tmp_path: Path) -> None:
+    port = free_ports(1)[0]
+    server = _start_nats(tmp_path, port)
+    await _wait_port(port)
+    nc = await connect(f"nats://127.0.0.1:{port}", name="relay-under-test")
+    js = nc.jetstream()
+    await ensure_events_stream(js)
+    ids = await _commit_events(env, 2000)
+    relay = OutboxRelay(env.db, env.tables, js, wakeup=asyncio.Event(), batch_size=20, poll_interval=0.1)
+    task = asyncio.create_task(relay.run())
+    try:
+        done = await _wait_published(env, 200)
+        server.kill()  # the broker goes away mid-flight...
+        server.wait(10)
+        await asyncio.sleep(1.0)
+        server = _start_nats(tmp_path, port)  # ...and comes back with its JetStream store
+        await _wait_published(env, len(ids))
+        assert done < len(ids), "the relay finished before NATS went down; the test proves nothing"
+        streamed = await _stream_ids(replace(env, js=js))
+    finally:
+        task.cancel()
+        await nc.close()
+        server.terminate()
+        server.wait(10)
+    assert len(streamed) == len(ids)
+    assert set(streamed) == set(ids)
+
+
+async def test_relay_rides_out_lost_database_connections(env: Env, platform: Any) -> None:
+    ids = await _commit_events(env, 2000)
+    # The relay gets sessions of its own, so only they are cut (the platform's registry keeps its pool).
+    relay_db = Database(create_async_engine(env.db_url, connect_args={
+        "server_settings": {"application_name": "relay-under-test"}}))
+    relay = OutboxRelay(relay_db, env.tables, env.js, wakeup=asyncio.Event(), batch_size=20, poll_interval=0.1)
+    task = asyncio.create_task(relay.run())
+    superuser = create_async_engine(_superuser_url(platform))
+    try:
+        done = await _wait_published(env, 200)
+        async with superuser.connect() as conn:  # what a PostgreSQL restart does to the relay's sessions
+            killed = (await conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'relay-under-test'"))).scalar_one()
+        await _wait_published(env, len(ids))
+    finally:
+        task.cancel()
+        await superuser.dispose()
+        await relay_db.close()
+    assert killed > 0 and done < len(ids), "nothing was interrupted; the test proves nothing"
+    streamed = await _stream_ids(env)
+    assert len(streamed) == len(ids)
+    assert set(streamed) == set(ids)
+
+
+def _superuser_url(platform: Any) -> str:
+    secrets = json.loads((Path(platform.data_dir) / "secrets.json").read_text())
+    return f"postgresql+asyncpg://postgres:{secrets['postgres']['superuser']}@{platform.endpoints['postgres']}/postgres"
