@@ -6,17 +6,19 @@ and delete.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from muster.cli import output as out
-from muster.cli.client import Session, fail, list_all, run
+from muster.cli.commands import Listing, Rpc, delete, show, show_list, update_mask
 from muster.cli.options import (
     DEFAULT_TIMEOUT,
     AllOption,
+    ClearLabelsOption,
     DataDirOption,
+    DisplayNameOption,
     EtagOption,
     GrpcOption,
     LabelsOption,
@@ -26,10 +28,10 @@ from muster.cli.options import (
     OutputOption,
     PageSizeOption,
     PageTokenOption,
+    ReplaceLabelsOption,
     TimeoutOption,
     TokenOption,
     connection,
-    label_changes,
     parse_labels,
     parse_location,
     resource_name,
@@ -39,14 +41,14 @@ from muster.registry.v1 import device_service_pb2_grpc as dev_grpc
 from muster.registry.v1 import resources_pb2 as pb
 
 if TYPE_CHECKING:
+    from grpc.aio import Channel
+
     from muster.registry.v1.device_service_pb2_grpc import DeviceServiceAsyncStub
 
 app = typer.Typer(no_args_is_help=True, help="Devices: create, list, change and move through their lifecycle.")
 
 DeviceArg = Annotated[str, typer.Argument(
     metavar="ID", show_default=False, help="Device id as issued by create (or devices/ID).")]
-DisplayNameOption = Annotated[str | None, typer.Option("--display-name", show_default=False,
-                                                       help="Human-readable name.")]
 NotesOption = Annotated[str | None, typer.Option("--notes", show_default=False, help="Free text for operators.")]
 
 COLUMNS: out.Columns = (
@@ -77,8 +79,8 @@ def _site(value: str) -> str:
     return resource_name("sites", value, "--site") if value.strip() else ""
 
 
-def _stub(session: Session) -> DeviceServiceAsyncStub:
-    return dev_grpc.DeviceServiceStub(session.channel)
+def _stub(channel: Channel) -> DeviceServiceAsyncStub:
+    return dev_grpc.DeviceServiceStub(channel)
 
 
 @app.command("create")
@@ -99,11 +101,7 @@ def create_device(
     if location is not None:
         device.location.CopyFrom(parse_location(location))
     request = dev.CreateDeviceRequest(device=device)
-
-    async def work(session: Session) -> pb.Device:
-        return await session.call(_stub(session).CreateDevice, request)
-
-    out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, DETAIL)
+    show(connection(grpc, token, timeout, data_dir), lambda c: _stub(c).CreateDevice, request, output, DETAIL)
 
 
 @app.command("list")
@@ -122,19 +120,8 @@ def list_devices(
 
     --order-by takes display_name, serial, create_time and update_time.
     """
-
-    async def work(session: Session) -> tuple[list[pb.Device], str]:
-        stub = _stub(session)
-
-        async def page(page_token: str) -> tuple[list[pb.Device], str]:
-            response = await session.call(stub.ListDevices, dev.ListDevicesRequest(
-                page_size=page_size, page_token=page_token, filter=filter_, order_by=order_by))
-            return list(response.devices), response.next_page_token
-
-        return await list_all(page, page_token, follow=all_pages)
-
-    devices, next_page_token = run(connection(grpc, token, timeout, data_dir), work)
-    out.emit_list("devices", devices, next_page_token, output, COLUMNS)
+    show_list(connection(grpc, token, timeout, data_dir), "devices", lambda c: _stub(c).ListDevices,
+              dev.ListDevicesRequest, Listing(filter_, order_by, page_size, page_token, all_pages), output, COLUMNS)
 
 
 @app.command("get")
@@ -146,11 +133,7 @@ def get_device(
 ) -> None:
     """Show one device, with its state and etag."""
     request = dev.GetDeviceRequest(name=_name(device))
-
-    async def work(session: Session) -> pb.Device:
-        return await session.call(_stub(session).GetDevice, request)
-
-    out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, DETAIL)
+    show(connection(grpc, token, timeout, data_dir), lambda c: _stub(c).GetDevice, request, output, DETAIL)
 
 
 @app.command("update")
@@ -159,10 +142,7 @@ def update_device(
     display_name: DisplayNameOption = None,
     site: Annotated[str | None, typer.Option(
         "--site", metavar="ID", show_default=False, help="Move to this site; --site '' for no site.")] = None,
-    label: Annotated[list[str] | None, typer.Option(
-        "--label", metavar="KEY=VALUE", show_default=False,
-        help="Replace ALL labels with these; repeat for more.")] = None,
-    clear_labels: Annotated[bool, typer.Option("--clear-labels", help="Remove every label.")] = False,
+    label: ReplaceLabelsOption = None, clear_labels: ClearLabelsOption = False,
     notes: NotesOption = None, location: LocationOption = None,
     etag: EtagOption = "",
     output: OutputOption = Output.table,
@@ -174,26 +154,12 @@ def update_device(
     The state changes only through activate, suspend and retire; the serial never changes.
     """
     changed = pb.Device(name=_name(device), etag=etag)
-    values = {"display_name": display_name, "site": None if site is None else _site(site), "notes": notes}
-    mask = [path for path, value in values.items() if value is not None]
-    for path in mask:
-        setattr(changed, path, values[path])
-    if (labels := label_changes(label, clear_labels)) is not None:
-        changed.labels.update(labels)
-        mask.append("labels")
-    if location is not None:
-        changed.location.CopyFrom(parse_location(location))
-        mask.append("location")
-    if not mask:
-        fail(["error: nothing to change: give at least one of --display-name, --site, --label, "
-              "--clear-labels, --notes, --location"], code=2)
+    fields = {"display_name": display_name, "site": None if site is None else _site(site), "notes": notes}
+    mask = update_mask(changed, fields, label, clear_labels, location,
+                       "--display-name, --site, --label, --clear-labels, --notes, --location")
     request = dev.UpdateDeviceRequest(device=changed)
     request.update_mask.paths.extend(mask)
-
-    async def work(session: Session) -> pb.Device:
-        return await session.call(_stub(session).UpdateDevice, request)
-
-    out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, DETAIL)
+    show(connection(grpc, token, timeout, data_dir), lambda c: _stub(c).UpdateDevice, request, output, DETAIL)
 
 
 @app.command("delete")
@@ -206,33 +172,10 @@ def delete_device(
 ) -> None:
     """Delete a device for good (needs a tenant admin token). To keep its record, retire it instead."""
     request = dev.DeleteDeviceRequest(name=_name(device), etag=etag)
-
-    async def work(session: Session) -> None:
-        await session.call(_stub(session).DeleteDevice, request)
-
-    run(connection(grpc, token, timeout, data_dir), work)
-    out.emit_deleted(request.name, output)
+    delete(connection(grpc, token, timeout, data_dir), lambda c: _stub(c).DeleteDevice, request, output)
 
 
-StateChange = Callable[[Session, str, str, str], Awaitable[pb.Device]]  # (session, name, etag, reason)
-
-
-async def _activate(session: Session, name: str, etag: str, reason: str) -> pb.Device:
-    request = dev.ActivateDeviceRequest(name=name, etag=etag, reason=reason)
-    return await session.call(_stub(session).ActivateDevice, request)
-
-
-async def _suspend(session: Session, name: str, etag: str, reason: str) -> pb.Device:
-    request = dev.SuspendDeviceRequest(name=name, etag=etag, reason=reason)
-    return await session.call(_stub(session).SuspendDevice, request)
-
-
-async def _retire(session: Session, name: str, etag: str, reason: str) -> pb.Device:
-    request = dev.RetireDeviceRequest(name=name, etag=etag, reason=reason)
-    return await session.call(_stub(session).RetireDevice, request)
-
-
-def _lifecycle_command(verb: str, doc: str, change: StateChange) -> None:
+def _lifecycle_command(verb: str, doc: str, rpc: Rpc[Any, pb.Device], request: Callable[..., Any]) -> None:
     """activate, suspend and retire differ only in the RPC they call."""
 
     def command(
@@ -243,20 +186,17 @@ def _lifecycle_command(verb: str, doc: str, change: StateChange) -> None:
         grpc: GrpcOption = None, token: TokenOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT,
         data_dir: DataDirOption = None,
     ) -> None:
-        name = _name(device)
-
-        async def work(session: Session) -> pb.Device:
-            return await change(session, name, etag, reason)
-
-        out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, DETAIL)
+        show(connection(grpc, token, timeout, data_dir), rpc, request(name=_name(device), etag=etag, reason=reason),
+             output, DETAIL)
 
     command.__doc__ = doc
     command.__name__ = f"{verb}_device"
     app.command(verb)(command)
 
 
-_lifecycle_command("activate", "Put a PROVISIONED or SUSPENDED device in service (ACTIVE).", _activate)
+_lifecycle_command("activate", "Put a PROVISIONED or SUSPENDED device in service (ACTIVE).",
+                   lambda c: _stub(c).ActivateDevice, dev.ActivateDeviceRequest)
 _lifecycle_command("suspend", "Refuse an ACTIVE device at connect (SUSPENDED) until it is activated again.",
-                   _suspend)
+                   lambda c: _stub(c).SuspendDevice, dev.SuspendDeviceRequest)
 _lifecycle_command("retire", "Take a device out of service for good (RETIRED is final; needs a tenant admin "
-                   "token).", _retire)
+                   "token).", lambda c: _stub(c).RetireDevice, dev.RetireDeviceRequest)

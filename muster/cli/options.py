@@ -63,6 +63,11 @@ AllOption = Annotated[bool, typer.Option(
 
 LabelsOption = Annotated[list[str] | None, typer.Option(
     "--label", metavar="KEY=VALUE", show_default=False, help="A label; repeat for more.")]
+ReplaceLabelsOption = Annotated[list[str] | None, typer.Option(
+    "--label", metavar="KEY=VALUE", show_default=False, help="Replace ALL labels with these; repeat for more.")]
+ClearLabelsOption = Annotated[bool, typer.Option("--clear-labels", help="Remove every label.")]
+DisplayNameOption = Annotated[str | None, typer.Option("--display-name", show_default=False,
+                                                       help="Human-readable name.")]
 LocationOption = Annotated[str | None, typer.Option(
     "--location", metavar="LAT,LON[,ALT]", show_default=False,
     help="WGS 84 position in degrees, altitude in metres.")]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from muster.cli import output as out
-from muster.cli.client import Session, list_all, run
+from muster.cli.commands import Listing, delete, show, show_list
 from muster.cli.options import (
     DEFAULT_TIMEOUT,
     AllOption,
@@ -29,6 +29,11 @@ from muster.registry.v1 import resources_pb2 as pb
 from muster.registry.v1 import tenant_service_pb2 as ten
 from muster.registry.v1 import tenant_service_pb2_grpc as ten_grpc
 
+if TYPE_CHECKING:
+    from grpc.aio import Channel
+
+    from muster.registry.v1.tenant_service_pb2_grpc import TenantServiceAsyncStub
+
 app = typer.Typer(no_args_is_help=True, help="Tenants: one per customer organisation (platform admins only).")
 
 TenantArg = Annotated[str, typer.Argument(metavar="ID", help="Tenant id (or tenants/ID).", show_default=False)]
@@ -46,6 +51,10 @@ def _name(value: str) -> str:
     return resource_name("tenants", value, "ID")
 
 
+def _stub(channel: Channel) -> TenantServiceAsyncStub:
+    return ten_grpc.TenantServiceStub(channel)
+
+
 @app.command("create")
 def create_tenant(
     tenant_id: Annotated[str, typer.Argument(
@@ -58,11 +67,7 @@ def create_tenant(
 ) -> None:
     """Create a tenant. Then issue its first admin token with `muster tokens issue --tenant ID --role admin`."""
     request = ten.CreateTenantRequest(tenant_id=tenant_id, tenant=pb.Tenant(display_name=display_name))
-
-    async def work(session: Session) -> pb.Tenant:
-        return await session.call(ten_grpc.TenantServiceStub(session.channel).CreateTenant, request)
-
-    out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, COLUMNS)
+    show(connection(grpc, token, timeout, data_dir), lambda c: _stub(c).CreateTenant, request, output, COLUMNS)
 
 
 @app.command("list")
@@ -74,19 +79,8 @@ def list_tenants(
     data_dir: DataDirOption = None,
 ) -> None:
     """List tenants (filter over display_name and create_time)."""
-
-    async def work(session: Session) -> tuple[list[pb.Tenant], str]:
-        stub = ten_grpc.TenantServiceStub(session.channel)
-
-        async def page(page_token: str) -> tuple[list[pb.Tenant], str]:
-            response = await session.call(stub.ListTenants, ten.ListTenantsRequest(
-                page_size=page_size, page_token=page_token, filter=filter_, order_by=order_by))
-            return list(response.tenants), response.next_page_token
-
-        return await list_all(page, page_token, follow=all_pages)
-
-    tenants, next_page_token = run(connection(grpc, token, timeout, data_dir), work)
-    out.emit_list("tenants", tenants, next_page_token, output, COLUMNS)
+    show_list(connection(grpc, token, timeout, data_dir), "tenants", lambda c: _stub(c).ListTenants,
+              ten.ListTenantsRequest, Listing(filter_, order_by, page_size, page_token, all_pages), output, COLUMNS)
 
 
 @app.command("get")
@@ -98,11 +92,7 @@ def get_tenant(
 ) -> None:
     """Show one tenant (a tenant's own tokens may read it too)."""
     request = ten.GetTenantRequest(name=_name(tenant))
-
-    async def work(session: Session) -> pb.Tenant:
-        return await session.call(ten_grpc.TenantServiceStub(session.channel).GetTenant, request)
-
-    out.emit_one(run(connection(grpc, token, timeout, data_dir), work), output, COLUMNS)
+    show(connection(grpc, token, timeout, data_dir), lambda c: _stub(c).GetTenant, request, output, COLUMNS)
 
 
 @app.command("delete")
@@ -115,9 +105,4 @@ def delete_tenant(
 ) -> None:
     """Delete a tenant. Refused (FAILED_PRECONDITION) while it still owns sites or devices: delete those first."""
     request = ten.DeleteTenantRequest(name=_name(tenant), etag=etag)
-
-    async def work(session: Session) -> None:
-        await session.call(ten_grpc.TenantServiceStub(session.channel).DeleteTenant, request)
-
-    run(connection(grpc, token, timeout, data_dir), work)
-    out.emit_deleted(request.name, output)
+    delete(connection(grpc, token, timeout, data_dir), lambda c: _stub(c).DeleteTenant, request, output)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from muster.cli import output as out
-from muster.cli.client import Session, run
+from muster.cli.commands import call
 from muster.cli.options import (
     DEFAULT_TIMEOUT,
     DataDirOption,
@@ -73,11 +73,8 @@ def issue_token(
         tenant=resource_name("tenants", tenant, "--tenant") if tenant else "", role=ROLES[role], subject=subject)
     if ttl is not None:
         request.ttl.CopyFrom(parse_ttl(ttl))
-
-    async def work(session: Session) -> tok.OperatorToken:
-        return await session.call(tok_grpc.TokenServiceStub(session.channel).IssueOperatorToken, request)
-
-    issued = run(connection(grpc, token, timeout, data_dir), work)
+    issued = call(connection(grpc, token, timeout, data_dir),
+                  lambda c: tok_grpc.TokenServiceStub(c).IssueOperatorToken, request)
     if output is Output.json:
         out.emit_json(out.to_dict(issued))
     else:
