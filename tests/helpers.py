@@ -61,6 +61,12 @@ def owner_db_url(platform: PlatformLike) -> str:
     return f"postgresql+asyncpg://{OWNER_ROLE}:{password}@{platform.endpoints['postgres']}/{DATABASE}"
 
 
+def superuser_db_url(platform: PlatformLike) -> str:
+    """For what only an administrator does to a database: e.g. cutting sessions, as a restart would."""
+    password = secrets(platform)["postgres"]["superuser"]
+    return f"postgresql+asyncpg://postgres:{password}@{platform.endpoints['postgres']}/postgres"
+
+
 def service_nats_url(platform: PlatformLike) -> str:
     password = secrets(platform)["nats"]["services"][SERVICE]
     host = str(platform.endpoints["nats"]).removeprefix("nats://")

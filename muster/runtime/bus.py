@@ -13,11 +13,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muster.events.v1.event_pb2 import Event
-from muster.runtime.db import Database, Scope
+from muster.runtime.db import Database, Scope, is_transient
 from muster.runtime.events import EVENT_SUBJECT_PREFIX
 from muster.runtime.outbox import OutboxTables
 
@@ -94,7 +93,7 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             except Exception as exc:  # a DB outage surfaces as SQLAlchemy/asyncpg errors
-                if not _is_transient(exc):
+                if not is_transient(exc):
                     raise
                 log.warning("outbox_relay_retry", error=repr(exc), backoff=backoff)
                 await asyncio.sleep(backoff)
@@ -131,12 +130,6 @@ class OutboxRelay:
         outbox = self._tables.outbox
         await conn.execute(delete(outbox).where(
             outbox.c.published_at < func.now() - text(f"interval '{int(self._retention_seconds)} seconds'")))
-
-
-def _is_transient(exc: Exception) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 EventHandler = Callable[[Event, AsyncConnection], Awaitable[None]]

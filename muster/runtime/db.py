@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 TENANT_SETTING = "muster.tenant_id"
@@ -82,6 +83,16 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A lost or refused database connection (a restart, a failover), as opposed to a bad statement:
+    worth retrying, and UNAVAILABLE rather than INTERNAL to a caller."""
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated)
+    return isinstance(exc, OSError)  # e.g. connection refused while PostgreSQL restarts
 
 
 def tenant_policy_sql(schema: str, table: str) -> list[str]:

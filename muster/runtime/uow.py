@@ -7,6 +7,7 @@ to the outbox in the same transaction, so the state change and its events commit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Self
@@ -15,7 +16,8 @@ from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from muster.events.v1.event_pb2 import Event
-from muster.runtime.db import Database, Scope, apply_scope
+from muster.runtime.db import Database, Scope, apply_scope, is_transient
+from muster.runtime.errors import Unavailable
 from muster.runtime.events import new_event
 from muster.runtime.outbox import OutboxTables
 
@@ -42,9 +44,16 @@ class UnitOfWork(AbstractAsyncContextManager["UnitOfWork"]):
         return self._conn
 
     async def __aenter__(self) -> Self:
-        self._conn = await self._db.engine.connect()
-        self._tx = await self._conn.begin()
-        await apply_scope(self._conn, self.scope)
+        try:
+            self._conn = await self._db.engine.connect()
+            self._tx = await self._conn.begin()
+            await apply_scope(self._conn, self.scope)
+        except Exception as exc:
+            await self._close()
+            if is_transient(exc):
+                raise Unavailable("the database is unreachable right now; retry shortly",
+                                  reason="DATABASE_UNAVAILABLE") from exc
+            raise
         self._bind(self._conn)
         return self
 
@@ -67,12 +76,18 @@ class UnitOfWork(AbstractAsyncContextManager["UnitOfWork"]):
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        lost = exc is not None and is_transient(exc)
         try:
-            if self._tx is not None and self._tx.is_active:
+            if self._tx is not None and self._tx.is_active and not lost:
                 await self._tx.rollback()
         finally:
-            if self._conn is not None:
-                await self._conn.close()
-            self._conn = None
-            self._tx = None
-            self._events = []
+            await self._close()
+        if lost:
+            raise Unavailable("the database connection was lost; the change may or may not have been "
+                              "applied: read it again before retrying", reason="DATABASE_UNAVAILABLE") from exc
+
+    async def _close(self) -> None:
+        conn, self._conn, self._tx, self._events = self._conn, None, None, []
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a dead connection is discarded by the pool anyway
+                await conn.close()

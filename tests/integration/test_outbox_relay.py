@@ -16,6 +16,7 @@ from typing import Any
 
 import nats
 import pytest
+from helpers import superuser_db_url
 from nats.js import JetStreamContext
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -276,7 +277,7 @@ async def test_relay_rides_out_lost_database_connections(env: Env, platform: Any
         "server_settings": {"application_name": "relay-under-test"}}))
     relay = OutboxRelay(relay_db, env.tables, env.js, wakeup=asyncio.Event(), batch_size=20, poll_interval=0.1)
     task = asyncio.create_task(relay.run())
-    superuser = create_async_engine(_superuser_url(platform))
+    superuser = create_async_engine(superuser_db_url(platform))
     try:
         done = await _wait_published(env, 200)
         async with superuser.connect() as conn:  # what a PostgreSQL restart does to the relay's sessions
@@ -293,7 +294,3 @@ async def test_relay_rides_out_lost_database_connections(env: Env, platform: Any
     assert len(streamed) == len(ids)
     assert set(streamed) == set(ids)
 
-
-def _superuser_url(platform: Any) -> str:
-    secrets = json.loads((Path(platform.data_dir) / "secrets.json").read_text())
-    return f"postgresql+asyncpg://postgres:{secrets['postgres']['superuser']}@{platform.endpoints['postgres']}/postgres"
