@@ -44,6 +44,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "muster.registry.v1.SiteService",
             "muster.registry.v1.DeviceService",
             "muster.registry.v1.TokenService",
+            "muster.registry.v1.TemplateService",
+            "muster.registry.v1.SensorService",
+            "muster.registry.v1.ModuleService",
         ),
     ),
 )

@@ -96,9 +96,13 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def tenant_policy_sql(schema: str, table: str) -> list[str]:
-    """DDL that makes `schema.table` visible only to its tenant (RLS enabled and forced)."""
+    """DDL that makes `schema.table` visible only to its tenant (RLS enabled and forced).
+
+    Rows with an empty tenant_id (platform rows, e.g. events about system templates) belong to no
+    tenant: only platform scope sees them. (A pooled connection that once had a scope reads the
+    setting back as '' afterwards, so `tenant_id = current_setting(...)` alone would show them.)"""
     qualified = f"{schema}.{table}"
-    predicate = (f"tenant_id = current_setting('{TENANT_SETTING}', true) "
+    predicate = (f"(tenant_id <> '' AND tenant_id = current_setting('{TENANT_SETTING}', true)) "
                  f"OR current_setting('{PLATFORM_SETTING}', true) = 'on'")
     return [
         f"ALTER TABLE {qualified} ENABLE ROW LEVEL SECURITY",

@@ -8,6 +8,9 @@ _TENANTS = "/muster.registry.v1.TenantService/"
 _SITES = "/muster.registry.v1.SiteService/"
 _DEVICES = "/muster.registry.v1.DeviceService/"
 _TOKENS = "/muster.registry.v1.TokenService/"
+_TEMPLATES = "/muster.registry.v1.TemplateService/"
+_SENSORS = "/muster.registry.v1.SensorService/"
+_MODULES = "/muster.registry.v1.ModuleService/"
 
 ACCESS_POLICY: dict[str, Role | None] = {
     _TENANTS + "CreateTenant": Role.PLATFORM_ADMIN,
@@ -29,4 +32,19 @@ ACCESS_POLICY: dict[str, Role | None] = {
     _DEVICES + "SuspendDevice": Role.OPERATOR,
     _DEVICES + "RetireDevice": Role.ADMIN,
     _TOKENS + "IssueOperatorToken": Role.ADMIN,
+    # Tenant admins manage their tenant's templates; platform admins the system ones.
+    _TEMPLATES + "CreateTemplate": Role.ADMIN,
+    _TEMPLATES + "GetTemplate": Role.VIEWER,
+    _TEMPLATES + "ListTemplates": Role.VIEWER,
+    _TEMPLATES + "UpdateTemplate": Role.ADMIN,
+    _TEMPLATES + "DeleteTemplate": Role.ADMIN,
+    _TEMPLATES + "CloneTemplate": Role.ADMIN,
+    _SENSORS + "ListSensors": Role.VIEWER,
+    _SENSORS + "CreateSensor": Role.OPERATOR,
+    _SENSORS + "UpdateSensor": Role.OPERATOR,
+    _SENSORS + "DeleteSensor": Role.OPERATOR,
+    _MODULES + "ListModules": Role.VIEWER,
+    _MODULES + "CreateModule": Role.OPERATOR,
+    _MODULES + "UpdateModule": Role.OPERATOR,
+    _MODULES + "DeleteModule": Role.OPERATOR,
 }

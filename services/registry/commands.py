@@ -9,6 +9,7 @@ from typing import Any
 
 from muster.runtime.auth import Role
 from services.registry.domain import DeviceState, Location
+from services.registry.templates import CommandDefinition, MetricDefinition, MetricType, SlotDefinition
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class CreateDevice:
     serial: str = ""
     notes: str = ""
     location: Location | None = None
+    template_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,44 @@ class IssueOperatorToken:
     role: Role
     subject: str
     ttl: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class CreateTemplate:
+    display_name: str
+    template_id: str = ""
+    slug: str = ""
+    category: str = ""
+    manufacturer: str = ""
+    model: str = ""
+    metrics: tuple[MetricDefinition, ...] = ()
+    commands: tuple[CommandDefinition, ...] = ()
+    slots: tuple[SlotDefinition, ...] = ()
+
+
+@dataclass(frozen=True)
+class CloneTemplate:
+    template_id: str
+    display_name: str = ""
+    slug: str = ""
+
+
+@dataclass(frozen=True)
+class CreateSensor:
+    device_id: str
+    key: str
+    type: MetricType | None = None  # default: the device template's metric of the same key
+    unit: str | None = None  # default: likewise
+    label: str = ""
+    enabled: bool | None = None  # default: True
+
+
+@dataclass(frozen=True)
+class CreateModule:
+    device_id: str
+    slot: str
+    template_id: str
+    module_id: str = ""
+    serial: str = ""
+    label: str = ""
+    metric_key_map: Mapping[str, str] = field(default_factory=dict)

@@ -120,6 +120,7 @@ class Device:
     notes: str = ""
     location: Location | None = None
     state: DeviceState = DeviceState.PROVISIONED
+    template_id: str | None = None
     version: int = 1
 
     @property

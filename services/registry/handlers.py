@@ -33,6 +33,7 @@ from services.registry.domain import (
     validate_tenant,
 )
 from services.registry.mapping import device_to_proto, site_to_proto, tenant_to_proto
+from services.registry.template_handlers import add_template_sensors
 from services.registry.unit_of_work import UnitOfWorkFactory
 
 T = TypeVar("T", Tenant, Site, Device)
@@ -41,7 +42,7 @@ Clock = Callable[[], datetime]
 DEFAULT_TOKEN_TTL = timedelta(hours=24)
 
 # Update-mask path -> domain attribute, where they differ.
-_DEVICE_ATTRS = {"site": "site_id"}
+_DEVICE_ATTRS = {"site": "site_id", "template": "template_id"}
 
 
 def _utcnow() -> datetime:
@@ -167,13 +168,18 @@ class RegistryHandlers:
         now = self._now()
         device = Device(tenant_id=tenant, id=new_device_id(), display_name=command.display_name,
                         site_id=command.site_id or None, labels=dict(command.labels), serial=command.serial,
-                        notes=command.notes, location=command.location, create_time=now, update_time=now)
+                        notes=command.notes, location=command.location, template_id=command.template_id or None,
+                        create_time=now, update_time=now)
         validate_device(device)
         async with self._uow(_tenant_scope(principal)) as uow:
             if device.site_id is not None:
                 await self._require_site(uow.sites.get, device.site_id, "device.site")
+            if device.template_id is not None and await uow.templates.get(device.template_id) is None:
+                raise InvalidArgument.field("device.template",
+                                            f"template templates/{device.template_id} does not exist")
             await uow.devices.add(device)
             uow.emit(ev.DeviceCreated(device=device_to_proto(device)), subject=device.name)
+            await add_template_sensors(uow, device, now)
             await uow.commit()
         return device
 
@@ -198,6 +204,8 @@ class RegistryHandlers:
             await uow.devices.save(device, current.version)
             uow.emit(ev.DeviceUpdated(device=device_to_proto(device), update_mask=_mask(update)),
                      subject=device.name)
+            if "template" in update.mask:
+                await add_template_sensors(uow, device, device.update_time)
             await uow.commit()
         return device
 
@@ -266,7 +274,7 @@ def _found(value: T | None, name: str) -> T:
     return value
 
 
-_KEY_ATTRS = {"site": "site_id"}
+_KEY_ATTRS = {"site": "site_id", "template": "template_id"}
 
 
 def _keyset(item: Any, order: Sequence[OrderTerm], unique: str) -> list[Any]:

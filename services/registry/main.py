@@ -8,7 +8,10 @@ from functools import partial
 
 from muster.registry.v1 import (
     device_service_pb2_grpc,
+    module_service_pb2_grpc,
+    sensor_service_pb2_grpc,
     site_service_pb2_grpc,
+    template_service_pb2_grpc,
     tenant_service_pb2_grpc,
     token_service_pb2_grpc,
 )
@@ -21,8 +24,12 @@ from muster.runtime.logging import configure_logging
 from muster.runtime.pagination import PageTokens
 from services.registry.access import ACCESS_POLICY
 from services.registry.handlers import RegistryHandlers
+from services.registry.module_handlers import ModuleHandlers
+from services.registry.module_servicer import ModuleServicer
 from services.registry.servicer import DeviceServicer, SiteServicer, TenantServicer, TokenServicer
 from services.registry.tables import infrastructure
+from services.registry.template_handlers import TemplateHandlers
+from services.registry.template_servicer import SensorServicer, TemplateServicer
 from services.registry.unit_of_work import unit_of_work_factory
 
 
@@ -40,8 +47,10 @@ async def serve(settings: ServiceSettings) -> None:
     js = nc.jetstream()
     await ensure_events_stream(js)
     published = asyncio.Event()
-    handlers = RegistryHandlers(unit_of_work_factory(db, published), PageTokens(derive_key(secret, "page-tokens")),
-                                tokens)
+    uow = unit_of_work_factory(db, published)
+    pages = PageTokens(derive_key(secret, "page-tokens"))
+    handlers = RegistryHandlers(uow, pages, tokens)
+    template_handlers = TemplateHandlers(uow, pages)
     relay = OutboxRelay(db, infrastructure, js, wakeup=published)
     bindings = [
         ServiceBinding("muster.registry.v1.TenantService",
@@ -52,6 +61,15 @@ async def serve(settings: ServiceSettings) -> None:
                        partial(device_service_pb2_grpc.add_DeviceServiceServicer_to_server, DeviceServicer(handlers))),
         ServiceBinding("muster.registry.v1.TokenService",
                        partial(token_service_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(handlers))),
+        ServiceBinding("muster.registry.v1.TemplateService",
+                       partial(template_service_pb2_grpc.add_TemplateServiceServicer_to_server,
+                               TemplateServicer(template_handlers))),
+        ServiceBinding("muster.registry.v1.SensorService",
+                       partial(sensor_service_pb2_grpc.add_SensorServiceServicer_to_server,
+                               SensorServicer(template_handlers))),
+        ServiceBinding("muster.registry.v1.ModuleService",
+                       partial(module_service_pb2_grpc.add_ModuleServiceServicer_to_server,
+                               ModuleServicer(ModuleHandlers(uow, pages)))),
     ]
 
     async def close() -> None:

@@ -45,4 +45,5 @@ def device_to_proto(device: Device) -> pb.Device:
                      site=f"sites/{device.site_id}" if device.site_id else "", labels=dict(device.labels),
                      serial=device.serial, notes=device.notes, location=location_to_proto(device.location),
                      state=pb.DeviceState.ValueType(int(device.state)), create_time=timestamp(device.create_time),
-                     update_time=timestamp(device.update_time), etag=etag_of(device.version))
+                     update_time=timestamp(device.update_time), etag=etag_of(device.version),
+                     template=f"templates/{device.template_id}" if device.template_id else "")

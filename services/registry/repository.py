@@ -40,8 +40,8 @@ def _stale(resource: str, version: int) -> Aborted:
 
 
 async def _page(conn: AsyncConnection, table: Any, columns: Mapping[str, ColumnElement[Any]],
-                tiebreak: ColumnElement[Any], query: Page) -> Sequence[Row[Any]]:
-    stmt = select(table)
+                tiebreak: ColumnElement[Any], query: Page, *where: ColumnElement[bool]) -> Sequence[Row[Any]]:
+    stmt = select(table).where(*where)
     if query.filter is not None:
         stmt = stmt.where(to_sql(query.filter, columns))
     if query.after is not None:
@@ -153,7 +153,8 @@ class DeviceRepository:
     t = tables.devices
     columns: Mapping[str, ColumnElement[Any]] = {
         "display_name": t.c.display_name, "serial": t.c.serial, "site": t.c.site_id, "state": t.c.state,
-        "labels": t.c.labels, "create_time": t.c.create_time, "update_time": t.c.update_time,
+        "template": t.c.template_id, "labels": t.c.labels, "create_time": t.c.create_time,
+        "update_time": t.c.update_time,
     }
 
     def __init__(self, conn: AsyncConnection) -> None:
@@ -163,13 +164,14 @@ class DeviceRepository:
     def _from_row(row: Row[Any]) -> Device:
         return Device(tenant_id=row.tenant_id, id=row.id, display_name=row.display_name, site_id=row.site_id,
                       labels=row.labels, serial=row.serial, notes=row.notes, location=_location(row),
-                      state=DeviceState(row.state), create_time=row.create_time, update_time=row.update_time,
-                      version=row.version)
+                      state=DeviceState(row.state), template_id=row.template_id, create_time=row.create_time,
+                      update_time=row.update_time, version=row.version)
 
     @staticmethod
     def _values(device: Device) -> dict[str, Any]:
         return {"display_name": device.display_name, "site_id": device.site_id, "labels": dict(device.labels),
-                "notes": device.notes, "state": int(device.state), "update_time": device.update_time,
+                "notes": device.notes, "state": int(device.state), "template_id": device.template_id,
+                "update_time": device.update_time,
                 "version": device.version, **_location_columns(device.location)}
 
     async def get(self, device_id: str) -> Device | None:
@@ -203,6 +205,8 @@ class DeviceRepository:
         if "serial" in name:
             return AlreadyExists(f"a device with serial {device.serial!r} already exists in this tenant",
                                  reason="SERIAL_EXISTS", metadata={"serial": device.serial})
+        if "template" in name:
+            return InvalidArgument.field("device.template", f"template {device.template_id!r} does not exist")
         if "site" in name or "fkey" in name:
             return InvalidArgument.field("device.site", f"site {device.site_id!r} does not exist")
         return AlreadyExists(f"device {device.id!r} already exists", reason="DEVICE_EXISTS")
@@ -216,4 +220,8 @@ class DeviceRepository:
 
     async def count_at_site(self, site_id: str) -> int:
         stmt = select(func.count()).select_from(self.t).where(self.t.c.site_id == site_id)
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    async def count_with_template(self, template_id: str) -> int:
+        stmt = select(func.count()).select_from(self.t).where(self.t.c.template_id == template_id)
         return int((await self._conn.execute(stmt)).scalar_one())

@@ -31,7 +31,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 TENANT_FIELDS = ("display_name",)
 SITE_FIELDS = ("display_name", "address", "time_zone", "location", "labels")
-DEVICE_FIELDS = ("display_name", "site", "labels", "notes", "location")
+DEVICE_FIELDS = ("display_name", "site", "labels", "notes", "location", "template")
 
 
 def _list_params(request: Any) -> cmd.ListParams:
@@ -41,6 +41,10 @@ def _list_params(request: Any) -> cmd.ListParams:
 
 def _site_ref(value: str, field: str) -> str | None:
     return parse_name(value, "sites", ID_PATTERN, field=field) if value else None
+
+
+def _template_ref(value: str, field: str) -> str | None:
+    return parse_name(value, "templates", ID_PATTERN, field=field) if value else None
 
 
 def _update(message: Message, resource_id: str, mask_paths: list[str], allowed: tuple[str, ...],
@@ -124,6 +128,8 @@ def _device_value(message: pb.Device, path: str) -> Any:
         return dict(message.labels)
     if path == "site":
         return _site_ref(message.site, "device.site")
+    if path == "template":
+        return _template_ref(message.template, "device.template")
     return getattr(message, path)
 
 
@@ -139,7 +145,8 @@ class DeviceServicer(dev_grpc.DeviceServiceServicer):
         d = request.device
         created = await self._h.create_device(current_principal(), cmd.CreateDevice(
             display_name=d.display_name, site_id=_site_ref(d.site, "device.site"), labels=dict(d.labels),
-            serial=d.serial, notes=d.notes, location=location_from_proto(d.location, d.HasField("location"))))
+            serial=d.serial, notes=d.notes, location=location_from_proto(d.location, d.HasField("location")),
+            template_id=_template_ref(d.template, "device.template")))
         return device_to_proto(created)
 
     async def GetDevice(self, request: dev.GetDeviceRequest, context: Context) -> pb.Device:

@@ -11,6 +11,7 @@ from muster.runtime.db import Database, Scope
 from muster.runtime.uow import UnitOfWork
 from services.registry.repository import DeviceRepository, SiteRepository, TenantRepository
 from services.registry.tables import infrastructure
+from services.registry.template_repository import ModuleRepository, SensorRepository, TemplateRepository
 
 SOURCE = "registry"
 
@@ -19,11 +20,17 @@ class RegistryUnitOfWork(UnitOfWork):
     tenants: TenantRepository
     sites: SiteRepository
     devices: DeviceRepository
+    templates: TemplateRepository
+    sensors: SensorRepository
+    modules: ModuleRepository
 
     def _bind(self, conn: AsyncConnection) -> None:
         self.tenants = TenantRepository(conn)
         self.sites = SiteRepository(conn)
         self.devices = DeviceRepository(conn)
+        self.templates = TemplateRepository(conn)
+        self.sensors = SensorRepository(conn)
+        self.modules = ModuleRepository(conn)
 
 
 UnitOfWorkFactory = Callable[[Scope], RegistryUnitOfWork]

@@ -1,13 +1,14 @@
 """An in-memory registry unit of work for handler tests.
 
-`FakeRegistryStore` is the "database": committed tenants, sites, devices and the events that went
-out with them. Each `FakeRegistryUnitOfWork` works on a private copy of that state and writes it
+`FakeRegistryStore` is the "database": committed tenants, sites, devices, templates, sensors and the
+events that went out with them. Each `FakeRegistryUnitOfWork` works on a private copy of that state and writes it
 back only on `commit`, so a handler that raises half-way leaves the store exactly as it found it
 (like a rolled-back transaction). The fake repositories keep the real repositories' interface and
 the semantics the handlers rely on:
 
 - tenant isolation by scope, as row-level security does it: a tenant-scoped unit of work sees only
-  that tenant's rows, and writing a row of another tenant fails like RLS's WITH CHECK;
+  that tenant's rows, and writing a row of another tenant fails like RLS's WITH CHECK; system
+  templates (tenant '') are readable from any tenant scope and writable only from platform scope;
 - optimistic concurrency: `save(item, expected_version)` raises Aborted when the stored version moved;
 - uniqueness (tenant id, site id per tenant, device serial per tenant) and the device -> site
   reference, raising the same error types the SQL repositories map their integrity errors to;
@@ -17,102 +18,55 @@ the semantics the handlers rely on:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self, cast
 
 from google.protobuf.message import Message
 
 from muster.events.v1.event_pb2 import Event
 from muster.runtime.auth import TokenCodec
 from muster.runtime.db import Scope
-from muster.runtime.errors import Aborted, AlreadyExists, InvalidArgument
+from muster.runtime.errors import AlreadyExists, InvalidArgument
 from muster.runtime.events import new_event
-from muster.runtime.filtering import matches
 from muster.runtime.listing import Page
-from muster.runtime.pagination import PageTokens, compare_keysets
-from services.registry import repository
-from services.registry.domain import Device, Site, Tenant, etag_of
+from muster.runtime.pagination import PageTokens
+from services.registry import repository, template_repository
+from services.registry.domain import Device, Site, Tenant
 from services.registry.handlers import RegistryHandlers
+from services.registry.module_handlers import ModuleHandlers
+from services.registry.template_handlers import TemplateHandlers
+from services.registry.templates import SYSTEM_TENANT, DeviceTemplate
 from services.registry.unit_of_work import SOURCE, UnitOfWorkFactory
 
-T = TypeVar("T", Tenant, Site, Device)
+from .registry_state import RegistryState, Repository, RowLevelSecurityViolation, paged, stale
+from .registry_templates import FakeModuleRepository, FakeSensorRepository, FakeTemplateRepository
+
+__all__ = [
+    "EPOCH",
+    "PAGE_SECRET",
+    "TOKEN_SECRET",
+    "FakeClock",
+    "FakeModuleRepository",
+    "FakeRegistryStore",
+    "FakeRegistryUnitOfWork",
+    "FakeSensorRepository",
+    "FakeTemplateRepository",
+    "RegistryState",
+    "RowLevelSecurityViolation",
+    "make_handlers",
+    "make_module_handlers",
+    "make_template_handlers",
+    "repository_interfaces",
+]
 
 TOKEN_SECRET = b"unit-test-token-secret-0123456789abcdef"
 PAGE_SECRET = b"unit-test-page-token-secret-0123"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
-# Filter column -> domain attribute, where they differ (the SQL repositories' column maps).
-_RECORD_ATTRS = {"site": "site_id"}
-# order_by field -> domain attribute (as the handlers build keysets).
-_KEY_ATTRS = {"site": "site_id"}
 
-
-class RowLevelSecurityViolation(Exception):
-    """What PostgreSQL raises when a row fails the policy's WITH CHECK (a handler bug if ever seen)."""
-
-
-@dataclass
-class RegistryState:
-    tenants: dict[str, Tenant] = field(default_factory=dict)
-    sites: dict[tuple[str, str], Site] = field(default_factory=dict)
-    devices: dict[str, Device] = field(default_factory=dict)
-
-    def copy(self) -> RegistryState:
-        # Domain objects are frozen dataclasses: copying the dicts is a full snapshot.
-        return RegistryState(dict(self.tenants), dict(self.sites), dict(self.devices))
-
-
-def _stale(name: str, version: int) -> Aborted:
-    return Aborted(f"{name} was changed concurrently (expected etag {etag_of(version)})", reason="ETAG_MISMATCH")
-
-
-def _record(item: Tenant | Site | Device) -> dict[str, Any]:
-    """The row as the filter sees it: filter column key -> value (enums as stored ints)."""
-    record: dict[str, Any] = {"display_name": item.display_name, "create_time": item.create_time,
-                              "update_time": item.update_time}
-    if isinstance(item, Site):
-        record.update(time_zone=item.time_zone, labels=dict(item.labels))
-    if isinstance(item, Device):
-        record.update(serial=item.serial, site=item.site_id, state=int(item.state), labels=dict(item.labels))
-    return record
-
-
-def _paged(items: list[T], query: Page) -> list[T]:
-    """Filter, order and cut like `repository._page`: rows after `query.after`, `query.fetch` of them."""
-
-    def key(item: T) -> list[Any]:
-        return [getattr(item, _KEY_ATTRS.get(t.field, t.field)) for t in query.order] + [item.id]
-
-    def cmp(a: T, b: T) -> int:
-        return compare_keysets(query.order, key(a), key(b))
-
-    chosen = [item for item in items if matches(query.filter, _record(item))]
-    if query.after is not None:
-        after = list(query.after)
-        chosen = [item for item in chosen if compare_keysets(query.order, key(item), after) > 0]
-    chosen.sort(key=functools.cmp_to_key(cmp))
-    return chosen[: query.fetch]
-
-
-class _Repository:
-    def __init__(self, state: RegistryState, scope: Scope) -> None:
-        self._state = state
-        self._scope = scope
-
-    def _visible(self, tenant_id: str) -> bool:
-        return self._scope.platform or tenant_id == self._scope.tenant
-
-    def _check(self, tenant_id: str) -> None:
-        if not self._visible(tenant_id):
-            raise RowLevelSecurityViolation(
-                f"new row violates row-level security policy (tenant {tenant_id!r}, scope {self._scope})")
-
-
-class FakeTenantRepository(_Repository):
+class FakeTenantRepository(Repository):
     async def get(self, tenant_id: str) -> Tenant | None:
         tenant = self._state.tenants.get(tenant_id)
         return tenant if tenant is not None and self._visible(tenant.id) else None
@@ -127,7 +81,7 @@ class FakeTenantRepository(_Repository):
         self._check(tenant.id)
         current = await self.get(tenant.id)
         if current is None or current.version != expected_version:
-            raise _stale(tenant.name, expected_version)
+            raise stale(tenant.name, expected_version)
         self._state.tenants[tenant.id] = tenant
 
     async def remove(self, tenant_id: str) -> None:
@@ -135,14 +89,14 @@ class FakeTenantRepository(_Repository):
             del self._state.tenants[tenant_id]
 
     async def list(self, query: Page) -> list[Tenant]:
-        return _paged([t for t in self._state.tenants.values() if self._visible(t.id)], query)
+        return paged([t for t in self._state.tenants.values() if self._visible(t.id)], query)
 
     async def owns_anything(self, tenant_id: str) -> bool:
         return any(s.tenant_id == tenant_id and self._visible(s.tenant_id) for s in self._state.sites.values()) \
             or any(d.tenant_id == tenant_id and self._visible(d.tenant_id) for d in self._state.devices.values())
 
 
-class FakeSiteRepository(_Repository):
+class FakeSiteRepository(Repository):
     def _mine(self) -> list[Site]:
         return [s for s in self._state.sites.values() if self._visible(s.tenant_id)]
 
@@ -162,7 +116,7 @@ class FakeSiteRepository(_Repository):
         self._check(site.tenant_id)
         current = self._state.sites.get((site.tenant_id, site.id))
         if current is None or current.version != expected_version:
-            raise _stale(site.name, expected_version)
+            raise stale(site.name, expected_version)
         self._state.sites[(site.tenant_id, site.id)] = site
 
     async def remove(self, site_id: str) -> None:
@@ -171,10 +125,10 @@ class FakeSiteRepository(_Repository):
                 del self._state.sites[(site.tenant_id, site.id)]
 
     async def list(self, query: Page) -> list[Site]:
-        return _paged(self._mine(), query)
+        return paged(self._mine(), query)
 
 
-class FakeDeviceRepository(_Repository):
+class FakeDeviceRepository(Repository):
     def _mine(self) -> list[Device]:
         return [d for d in self._state.devices.values() if self._visible(d.tenant_id)]
 
@@ -182,6 +136,8 @@ class FakeDeviceRepository(_Repository):
         self._check(device.tenant_id)
         if device.site_id is not None and (device.tenant_id, device.site_id) not in self._state.sites:
             raise InvalidArgument.field("device.site", f"site {device.site_id!r} does not exist")
+        if device.template_id is not None and device.template_id not in self._state.templates:
+            raise InvalidArgument.field("device.template", f"template {device.template_id!r} does not exist")
         if device.serial and any(d.serial == device.serial and d.tenant_id == device.tenant_id and d.id != device.id
                                  for d in self._state.devices.values()):
             raise AlreadyExists(f"a device with serial {device.serial!r} already exists in this tenant",
@@ -201,18 +157,25 @@ class FakeDeviceRepository(_Repository):
         self._check_references(device)
         current = await self.get(device.id)
         if current is None or current.version != expected_version:
-            raise _stale(device.name, expected_version)
+            raise stale(device.name, expected_version)
         self._state.devices[device.id] = device
 
     async def remove(self, device_id: str) -> None:
         if await self.get(device_id) is not None:
             del self._state.devices[device_id]
+            for key in [k for k in self._state.sensors if k[0] == device_id]:  # ON DELETE CASCADE
+                del self._state.sensors[key]
+            for key in [k for k in self._state.modules if k[0] == device_id]:
+                del self._state.modules[key]
 
     async def list(self, query: Page) -> list[Device]:
-        return _paged(self._mine(), query)
+        return paged(self._mine(), query)
 
     async def count_at_site(self, site_id: str) -> int:
         return sum(1 for d in self._mine() if d.site_id == site_id)
+
+    async def count_with_template(self, template_id: str) -> int:
+        return sum(1 for d in self._mine() if d.template_id == template_id)
 
 
 class FakeRegistryUnitOfWork:
@@ -221,6 +184,9 @@ class FakeRegistryUnitOfWork:
     tenants: FakeTenantRepository
     sites: FakeSiteRepository
     devices: FakeDeviceRepository
+    templates: FakeTemplateRepository
+    sensors: FakeSensorRepository
+    modules: FakeModuleRepository
 
     def __init__(self, store: FakeRegistryStore, scope: Scope) -> None:
         self._store = store
@@ -238,6 +204,9 @@ class FakeRegistryUnitOfWork:
         self.tenants = FakeTenantRepository(self._working, self.scope)
         self.sites = FakeSiteRepository(self._working, self.scope)
         self.devices = FakeDeviceRepository(self._working, self.scope)
+        self.templates = FakeTemplateRepository(self._working, self.scope)
+        self.sensors = FakeSensorRepository(self._working, self.scope)
+        self.modules = FakeModuleRepository(self._working, self.scope)
         return self
 
     def emit(self, payload: Message, *, subject: str, tenant: str | None = None) -> Event:
@@ -284,6 +253,13 @@ class FakeRegistryStore:
         self.state.tenants[tenant_id] = tenant
         return tenant
 
+    def seed_template(self, template_id: str, *, tenant_id: str = SYSTEM_TENANT, **fields: Any) -> DeviceTemplate:
+        """A template straight into the store (a system one unless `tenant_id` is given)."""
+        values: dict[str, Any] = {"display_name": f"Template {template_id}", **fields}
+        template = DeviceTemplate(tenant_id=tenant_id, id=template_id, create_time=EPOCH, update_time=EPOCH, **values)
+        self.state.templates[template_id] = template
+        return template
+
 
 class FakeClock:
     """Time that moves exactly 1 ms on every reading, so create_time values are distinct and ordered."""
@@ -305,8 +281,20 @@ def make_handlers(store: FakeRegistryStore, clock: Callable[[], datetime] | None
                             tokens or TokenCodec(TOKEN_SECRET), clock=clock or FakeClock())
 
 
+def make_module_handlers(store: FakeRegistryStore, clock: Callable[[], datetime] | None = None) -> ModuleHandlers:
+    return ModuleHandlers(cast(UnitOfWorkFactory, store), PageTokens(PAGE_SECRET), clock=clock or FakeClock())
+
+
+def make_template_handlers(store: FakeRegistryStore,
+                           clock: Callable[[], datetime] | None = None) -> TemplateHandlers:
+    return TemplateHandlers(cast(UnitOfWorkFactory, store), PageTokens(PAGE_SECRET), clock=clock or FakeClock())
+
+
 def repository_interfaces() -> Mapping[str, tuple[type, type]]:
     """Fake -> real repository pairs, for a test that keeps their public methods in step."""
     return {"tenants": (FakeTenantRepository, repository.TenantRepository),
             "sites": (FakeSiteRepository, repository.SiteRepository),
-            "devices": (FakeDeviceRepository, repository.DeviceRepository)}
+            "devices": (FakeDeviceRepository, repository.DeviceRepository),
+            "templates": (FakeTemplateRepository, template_repository.TemplateRepository),
+            "sensors": (FakeSensorRepository, template_repository.SensorRepository),
+            "modules": (FakeModuleRepository, template_repository.ModuleRepository)}

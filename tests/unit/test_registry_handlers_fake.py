@@ -16,7 +16,7 @@ from .registry_handlers_support import store as store  # fixture
 
 # --- the fake itself stays honest ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["tenants", "sites", "devices"])
+@pytest.mark.parametrize("name", ["tenants", "sites", "devices", "templates", "sensors", "modules"])
 def test_fake_repositories_have_the_real_public_methods_and_signatures(name: str) -> None:
     fake, real = repository_interfaces()[name]
 

@@ -9,7 +9,15 @@ import pytest
 from fakes.registry import TOKEN_SECRET, FakeClock
 from google.protobuf import descriptor_pool
 
-from muster.registry.v1 import device_service_pb2, site_service_pb2, tenant_service_pb2, token_service_pb2
+from muster.registry.v1 import (
+    device_service_pb2,
+    module_service_pb2,
+    sensor_service_pb2,
+    site_service_pb2,
+    template_service_pb2,
+    tenant_service_pb2,
+    token_service_pb2,
+)
 from muster.runtime.auth import Principal, Role, TokenCodec
 from muster.runtime.errors import InvalidArgument, NotFound, PermissionDenied
 from services.registry import commands as cmd
@@ -78,7 +86,8 @@ async def test_token_ttl_must_be_positive_and_at_most_a_year(h: RegistryHandlers
 
 # --- the access policy the interceptor enforces ----------------------------------------------------
 
-_SERVICE_MODULES = (tenant_service_pb2, site_service_pb2, device_service_pb2, token_service_pb2)
+_SERVICE_MODULES = (tenant_service_pb2, site_service_pb2, device_service_pb2, token_service_pb2,
+                    template_service_pb2, sensor_service_pb2, module_service_pb2)
 
 
 def _all_methods() -> list[str]:
@@ -101,7 +110,11 @@ def test_viewers_may_only_read() -> None:
     readable = {m for m, role in ACCESS_POLICY.items() if role is Role.VIEWER}
     assert readable == {"/muster.registry.v1.TenantService/GetTenant", "/muster.registry.v1.SiteService/GetSite",
                         "/muster.registry.v1.SiteService/ListSites", "/muster.registry.v1.DeviceService/GetDevice",
-                        "/muster.registry.v1.DeviceService/ListDevices"}
+                        "/muster.registry.v1.DeviceService/ListDevices",
+                        "/muster.registry.v1.TemplateService/GetTemplate",
+                        "/muster.registry.v1.TemplateService/ListTemplates",
+                        "/muster.registry.v1.SensorService/ListSensors",
+                        "/muster.registry.v1.ModuleService/ListModules"}
 
 
 def test_tenant_administration_is_platform_admin_only() -> None:

@@ -73,7 +73,7 @@ class ListDevicesRequest(_message.Message):
     """From a previous response; the other parameters must not change between pages."""
     filter: _builtins.str
     """AIP-160 subset: =, !=, <, >, <=, >=, AND, OR, NOT, parentheses, over display_name, serial,
-    site, state, labels.<key>, create_time and update_time.
+    site, template, state, labels.<key>, create_time and update_time.
     Example: `state = ACTIVE AND labels.floor = "3" AND create_time > "2026-01-01T00:00:00Z"`.
     """
     order_by: _builtins.str
@@ -129,7 +129,7 @@ class UpdateDeviceRequest(_message.Message):
     def device(self) -> _resources_pb2.Device: ...
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: display_name, site, labels, notes, location; "*" means all of them."""
+        """Fields to change: display_name, site, labels, notes, location, template; "*" means all of them."""
 
     def __init__(
         self,

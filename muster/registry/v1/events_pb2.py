@@ -24,33 +24,52 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from muster.registry.v1 import resources_pb2 as muster_dot_registry_dot_v1_dot_resources__pb2
+from muster.registry.v1 import template_resources_pb2 as muster_dot_registry_dot_v1_dot_template__resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmuster/registry/v1/events.proto\x12\x12muster.registry.v1\x1a google/protobuf/field_mask.proto\x1a\"muster/registry/v1/resources.proto\"C\n\rTenantCreated\x12\x32\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.TenantR\x06tenant\"\x80\x01\n\rTenantUpdated\x12\x32\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.TenantR\x06tenant\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rTenantDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\";\n\x0bSiteCreated\x12,\n\x04site\x18\x01 \x01(\x0b\x32\x18.muster.registry.v1.SiteR\x04site\"x\n\x0bSiteUpdated\x12,\n\x04site\x18\x01 \x01(\x0b\x32\x18.muster.registry.v1.SiteR\x04site\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"!\n\x0bSiteDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"C\n\rDeviceCreated\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\"\x80\x01\n\rDeviceUpdated\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"\xa8\x01\n\x12\x44\x65viceStateChanged\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\x12\x46\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x1f.muster.registry.v1.DeviceStateR\rpreviousState\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\";\n\rDeviceDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serialb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmuster/registry/v1/events.proto\x12\x12muster.registry.v1\x1a google/protobuf/field_mask.proto\x1a\"muster/registry/v1/resources.proto\x1a+muster/registry/v1/template_resources.proto\"C\n\rTenantCreated\x12\x32\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.TenantR\x06tenant\"\x80\x01\n\rTenantUpdated\x12\x32\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.TenantR\x06tenant\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rTenantDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\";\n\x0bSiteCreated\x12,\n\x04site\x18\x01 \x01(\x0b\x32\x18.muster.registry.v1.SiteR\x04site\"x\n\x0bSiteUpdated\x12,\n\x04site\x18\x01 \x01(\x0b\x32\x18.muster.registry.v1.SiteR\x04site\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"!\n\x0bSiteDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"C\n\rDeviceCreated\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\"\x80\x01\n\rDeviceUpdated\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"\xa8\x01\n\x12\x44\x65viceStateChanged\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\x12\x46\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x1f.muster.registry.v1.DeviceStateR\rpreviousState\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\";\n\rDeviceDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serial\"Q\n\x0fTemplateCreated\x12>\n\x08template\x18\x01 \x01(\x0b\x32\".muster.registry.v1.DeviceTemplateR\x08template\"\x8e\x01\n\x0fTemplateUpdated\x12>\n\x08template\x18\x01 \x01(\x0b\x32\".muster.registry.v1.DeviceTemplateR\x08template\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"%\n\x0fTemplateDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"A\n\x0bSensorAdded\x12\x32\n\x06sensor\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.SensorR\x06sensor\"\x80\x01\n\rSensorUpdated\x12\x32\n\x06sensor\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.SensorR\x06sensor\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rSensorRemoved\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"D\n\x0eModuleAssigned\x12\x32\n\x06module\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.ModuleR\x06module\"\x80\x01\n\rModuleUpdated\x12\x32\n\x06module\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.ModuleR\x06module\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rModuleRemoved\x12\x12\n\x04name\x18\x01 \x01(\tR\x04nameb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'muster.registry.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENANTCREATED']._serialized_start=125
-  _globals['_TENANTCREATED']._serialized_end=192
-  _globals['_TENANTUPDATED']._serialized_start=195
-  _globals['_TENANTUPDATED']._serialized_end=323
-  _globals['_TENANTDELETED']._serialized_start=325
-  _globals['_TENANTDELETED']._serialized_end=360
-  _globals['_SITECREATED']._serialized_start=362
-  _globals['_SITECREATED']._serialized_end=421
-  _globals['_SITEUPDATED']._serialized_start=423
-  _globals['_SITEUPDATED']._serialized_end=543
-  _globals['_SITEDELETED']._serialized_start=545
-  _globals['_SITEDELETED']._serialized_end=578
-  _globals['_DEVICECREATED']._serialized_start=580
-  _globals['_DEVICECREATED']._serialized_end=647
-  _globals['_DEVICEUPDATED']._serialized_start=650
-  _globals['_DEVICEUPDATED']._serialized_end=778
-  _globals['_DEVICESTATECHANGED']._serialized_start=781
-  _globals['_DEVICESTATECHANGED']._serialized_end=949
-  _globals['_DEVICEDELETED']._serialized_start=951
-  _globals['_DEVICEDELETED']._serialized_end=1010
+  _globals['_TENANTCREATED']._serialized_start=170
+  _globals['_TENANTCREATED']._serialized_end=237
+  _globals['_TENANTUPDATED']._serialized_start=240
+  _globals['_TENANTUPDATED']._serialized_end=368
+  _globals['_TENANTDELETED']._serialized_start=370
+  _globals['_TENANTDELETED']._serialized_end=405
+  _globals['_SITECREATED']._serialized_start=407
+  _globals['_SITECREATED']._serialized_end=466
+  _globals['_SITEUPDATED']._serialized_start=468
+  _globals['_SITEUPDATED']._serialized_end=588
+  _globals['_SITEDELETED']._serialized_start=590
+  _globals['_SITEDELETED']._serialized_end=623
+  _globals['_DEVICECREATED']._serialized_start=625
+  _globals['_DEVICECREATED']._serialized_end=692
+  _globals['_DEVICEUPDATED']._serialized_start=695
+  _globals['_DEVICEUPDATED']._serialized_end=823
+  _globals['_DEVICESTATECHANGED']._serialized_start=826
+  _globals['_DEVICESTATECHANGED']._serialized_end=994
+  _globals['_DEVICEDELETED']._serialized_start=996
+  _globals['_DEVICEDELETED']._serialized_end=1055
+  _globals['_TEMPLATECREATED']._serialized_start=1057
+  _globals['_TEMPLATECREATED']._serialized_end=1138
+  _globals['_TEMPLATEUPDATED']._serialized_start=1141
+  _globals['_TEMPLATEUPDATED']._serialized_end=1283
+  _globals['_TEMPLATEDELETED']._serialized_start=1285
+  _globals['_TEMPLATEDELETED']._serialized_end=1322
+  _globals['_SENSORADDED']._serialized_start=1324
+  _globals['_SENSORADDED']._serialized_end=1389
+  _globals['_SENSORUPDATED']._serialized_start=1392
+  _globals['_SENSORUPDATED']._serialized_end=1520
+  _globals['_SENSORREMOVED']._serialized_start=1522
+  _globals['_SENSORREMOVED']._serialized_end=1557
+  _globals['_MODULEASSIGNED']._serialized_start=1559
+  _globals['_MODULEASSIGNED']._serialized_end=1627
+  _globals['_MODULEUPDATED']._serialized_start=1630
+  _globals['_MODULEUPDATED']._serialized_end=1758
+  _globals['_MODULEREMOVED']._serialized_start=1760
+  _globals['_MODULEREMOVED']._serialized_end=1795
 # @@protoc_insertion_point(module_scope)

@@ -232,6 +232,7 @@ class Device(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "devices/{device}". The id is issued by the server: 20 characters of
     [a-z0-9], safe as an MQTT topic segment and a NATS subject token.
@@ -245,6 +246,10 @@ class Device(_message.Message):
     state: Global___DeviceState.ValueType
     """Changed only through the lifecycle methods (:activate, :suspend, :retire)."""
     etag: _builtins.str
+    template: _builtins.str
+    """What kind of device this is, "templates/{template}", or empty. Setting or changing it adds a
+    sensor for every required metric of the template the device lacks; it never removes sensors.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -267,10 +272,11 @@ class Device(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        template: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "location", b"location", "name", b"name", "notes", b"notes", "serial", b"serial", "site", b"site", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "location", b"location", "name", b"name", "notes", b"notes", "serial", b"serial", "site", b"site", "state", b"state", "template", b"template", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
