@@ -38,17 +38,23 @@ def _new_device(i: int) -> pb.Device:
         location=pb.Location(latitude=52.0 + i / 10_000, longitude=13.0 + i / 10_000, altitude=34.0))
 
 
-async def seed(grpc_target: str, admin_token: str, devices: int) -> Fixture:
+async def bench_tenant(channel: grpc.aio.Channel, admin_token: str, created_by: str) -> tuple[str, str]:
+    """A fresh tenant `bench-<hex>` and a tenant admin token for it."""
     tenant = f"bench-{secrets.token_hex(4)}"
+    await ten_grpc.TenantServiceStub(channel).CreateTenant(
+        ten.CreateTenantRequest(tenant_id=tenant, tenant=pb.Tenant(display_name=created_by)),
+        metadata=bearer(admin_token), timeout=RPC_TIMEOUT)
+    issued = await tok_grpc.TokenServiceStub(channel).IssueOperatorToken(
+        tok.IssueOperatorTokenRequest(tenant=f"tenants/{tenant}", role=tok.ROLE_ADMIN, subject="bench"),
+        metadata=bearer(admin_token), timeout=RPC_TIMEOUT)
+    return tenant, issued.token
+
+
+async def seed(grpc_target: str, admin_token: str, devices: int) -> Fixture:
     async with grpc.aio.insecure_channel(grpc_target) as channel:
-        await ten_grpc.TenantServiceStub(channel).CreateTenant(
-            ten.CreateTenantRequest(tenant_id=tenant, tenant=pb.Tenant(display_name="bench/registry.py")),
-            metadata=bearer(admin_token), timeout=RPC_TIMEOUT)
-        issued = await tok_grpc.TokenServiceStub(channel).IssueOperatorToken(
-            tok.IssueOperatorTokenRequest(tenant=f"tenants/{tenant}", role=tok.ROLE_ADMIN, subject="bench"),
-            metadata=bearer(admin_token), timeout=RPC_TIMEOUT)
+        tenant, token = await bench_tenant(channel, admin_token, "bench/registry.py")
         stub = dev_grpc.DeviceServiceStub(channel)
-        metadata = bearer(issued.token)
+        metadata = bearer(token)
         ids: list[str] = []
         todo = iter(range(devices))
 
@@ -65,6 +71,6 @@ async def seed(grpc_target: str, admin_token: str, devices: int) -> Fixture:
                                    timeout=RPC_TIMEOUT)
         page = await stub.ListDevices(dev.ListDevicesRequest(page_size=LIST_PAGE_SIZE, filter=LIST_FILTER),
                                       metadata=metadata, timeout=RPC_TIMEOUT)
-    return Fixture(tenant=tenant, token=issued.token, device_ids=tuple(ids), device_size=one.ByteSize(),
+    return Fixture(tenant=tenant, token=token, device_ids=tuple(ids), device_size=one.ByteSize(),
                    list_size=page.ByteSize(),
                    get_request=dev.GetDeviceRequest(name=f"devices/{ids[0]}").SerializeToString())

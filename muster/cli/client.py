@@ -94,6 +94,10 @@ class Session:
     async def call(self, method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req) -> Resp:
         return await method(request, metadata=self._metadata, timeout=self._timeout)
 
+    def call_options(self) -> dict[str, Any]:
+        """The token and deadline every call carries, for streaming calls made on `channel` directly."""
+        return {"metadata": self._metadata, "timeout": self._timeout}
+
 
 async def list_all(page: Callable[[str], Awaitable[tuple[list[T], str]]], page_token: str,
                    *, follow: bool) -> tuple[list[T], str]:

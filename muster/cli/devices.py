@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from muster.cli import device_credentials, devices_bulk
 from muster.cli import output as out
 from muster.cli.commands import Listing, Rpc, delete, show, show_list, update_mask
 from muster.cli.options import (
@@ -64,6 +65,7 @@ DETAIL: out.Columns = (
     *COLUMNS[:6],
     ("NOTES", lambda d: d.notes),
     ("LOCATION", out.location),
+    ("TRANSPORTS", out.transports),
     *COLUMNS[6:],
     ("UPDATED", lambda d: out.when(d.update_time)),
     ("ETAG", lambda d: d.etag),
@@ -200,3 +202,7 @@ _lifecycle_command("suspend", "Refuse an ACTIVE device at connect (SUSPENDED) un
                    lambda c: _stub(c).SuspendDevice, dev.SuspendDeviceRequest)
 _lifecycle_command("retire", "Take a device out of service for good (RETIRED is final; needs a tenant admin "
                    "token).", lambda c: _stub(c).RetireDevice, dev.RetireDeviceRequest)
+app.command("import")(devices_bulk.import_devices)
+app.command("export")(devices_bulk.export_devices)
+app.command("register")(device_credentials.register_device)
+app.command("rotate-secret")(device_credentials.rotate_secret)

@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from muster.cli.options import Output
 from muster.registry.v1 import resources_pb2 as pb
+from muster.registry.v1 import transports_pb2 as tpb
 
 M = TypeVar("M", bound=Message)
 
@@ -85,6 +86,20 @@ def location(message: Any) -> str:
     loc: pb.Location = message.location
     text = f"{loc.latitude:g}, {loc.longitude:g}"
     return f"{text}, {loc.altitude:g} m" if loc.altitude else text
+
+
+def transports(device: pb.Device) -> str:
+    """`MQTT/cellular iccid=8901...; MODBUS_TCP/ethernet`: protocol, link, and the SIM when there is one."""
+    parts = []
+    for t in device.transports:
+        try:
+            protocol = tpb.TransportProtocol.Name(t.protocol).removeprefix("TRANSPORT_PROTOCOL_")
+        except ValueError:
+            protocol = str(t.protocol)
+        link = t.WhichOneof("link")
+        text = f"{protocol}/{link}" if link else protocol
+        parts.append(f"{text} iccid={t.cellular.iccid}" if link == "cellular" and t.cellular.iccid else text)
+    return "; ".join(parts)
 
 
 def device_state(state: pb.DeviceState.ValueType) -> str:

@@ -66,6 +66,7 @@ class Upstream:
     port: int
     path_prefix: str  # e.g. /muster.registry.v1.
     grpc_services: tuple[str, ...]
+    streaming_paths: tuple[str, ...] = ()  # exact REST paths whose request bodies stream (no buffering)
 
 
 def _cluster(upstream: Upstream) -> dict[str, Any]:
@@ -122,7 +123,14 @@ def build_config(*, rest_port: int, admin_port: int, upstreams: Sequence[Upstrea
         {"name": "envoy.filters.http.router", "typed_config": {
             "@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"}},
     ]
+    # Streamed uploads (e.g. CSV import, `google.api.HttpBody` request streams) skip the buffer filter,
+    # which decides on the route of the original REST path, so neither side holds the whole body.
     routes: list[dict[str, Any]] = [
+        {"match": {"path": path}, "route": {"cluster": upstream.name, "timeout": ROUTE_TIMEOUT},
+         "typed_per_filter_config": {"envoy.filters.http.buffer": {
+             "@type": _TYPE + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True}}}
+        for upstream in upstreams for path in upstream.streaming_paths]
+    routes += [
         {"match": {"prefix": upstream.path_prefix},
          "route": {"cluster": upstream.name, "timeout": ROUTE_TIMEOUT}} for upstream in upstreams]
     # A REST path matches a service route only after the transcoder rewrote it, but the CORS filter

@@ -22,11 +22,12 @@ class MigrationError(RuntimeError):
 
 async def upgrade(spec: ServiceSpec, *, owner_url: str, log_path: Path) -> None:
     """`python -m muster.runtime.migrations upgrade --service <name>`; output goes to log_path and,
-    on failure, into the error. Cancelled (timeout, Ctrl-C): the subprocess is killed."""
+    on failure, into the error. Cancelled (timeout, Ctrl-C): the subprocess is killed. Migrations
+    belong to the context (`spec.schema`): run them once per schema, not once per process."""
     env = {**os.environ, "MUSTER_MIGRATION_URL": owner_url, "MUSTER_SERVICE_ROLE": spec.database_role}
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "muster.runtime.migrations", "upgrade", "--service", spec.name,
+        sys.executable, "-m", "muster.runtime.migrations", "upgrade", "--service", spec.schema,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env=env)
     try:
@@ -40,5 +41,5 @@ async def upgrade(spec: ServiceSpec, *, owner_url: str, log_path: Path) -> None:
     with log_path.open("a") as f:
         f.write(text)
     if proc.returncode != 0:
-        raise MigrationError(f"migrations of {spec.name} failed (exit {proc.returncode}):\n{text}")
-    log.info("migrations_applied", service=spec.name, seconds=round(time.monotonic() - started, 2))
+        raise MigrationError(f"migrations of {spec.schema} failed (exit {proc.returncode}):\n{text}")
+    log.info("migrations_applied", service=spec.schema, seconds=round(time.monotonic() - started, 2))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nkeys
 
 from muster.launcher.process import ChildSpec
 from muster.launcher.secrets import PlatformSecrets, write_private
@@ -24,8 +25,17 @@ from muster.launcher.services import ServiceSpec
 SERVER_NAME = "muster_local"
 SYSTEM_ACCOUNT = "SYS"
 APP_ACCOUNT = "MUSTER"
+DEVICE_ACCOUNT = APP_ACCOUNT
+"""MQTT devices land in the platform account (the auth callout's user JWTs name it as `aud`): NATS
+refuses a DEVICES account that both exports `muster.v1.devices.>` to and imports it from the platform
+account ("import forms a cycle"), and splitting the subjects by direction would rename the contract's
+subjects. Per-connection permissions keep each device to its own subjects either way."""
 SYSTEM_USER = "sys"
 MQTT_ACK_WAIT = "5s"
+CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
+AUTH_TIMEOUT_SECONDS = 5.0
+"""How long a connect may wait for its callout answer (NATS's default is 2 s): room for a reconnect
+storm's queue; with no responder the device is refused after this."""
 
 
 class NatsError(RuntimeError):
@@ -51,10 +61,22 @@ class NatsPorts:
     monitor: int
 
 
+def callout_issuer(seed: str) -> str:
+    """The public account nkey (`A…`) of the callout responder's signing seed."""
+    return str(nkeys.from_seed(seed.encode()).public_key.decode())
+
+
 def build_config(store_dir: Path, ports: NatsPorts, secrets: PlatformSecrets,
                  services: Sequence[ServiceSpec]) -> dict[str, Any]:
     """The whole server config. Service users live in the MUSTER account (JetStream enabled);
-    the system account has its own user, for monitoring and connection kicks."""
+    the system account has its own user, for monitoring and connection kicks.
+
+    Every other login (MQTT devices) goes through the auth callout: the responder (a service with
+    `auth_callout`) answers with a user JWT signed by the issuer key. The config names only fixed
+    users and that key, so device changes never need a reload (a reload drops every
+    callout-authenticated connection). Service users may not publish on the callout subject, so no
+    platform process can forge an authorization request to the responder."""
+    platform_users = [spec.nats_user for spec in services]
     return {
         "server_name": SERVER_NAME,
         "listen": f"127.0.0.1:{ports.client}",
@@ -65,11 +87,20 @@ def build_config(store_dir: Path, ports: NatsPorts, secrets: PlatformSecrets,
             SYSTEM_ACCOUNT: {"users": [{"user": SYSTEM_USER, "password": secrets.nats_sys}]},
             APP_ACCOUNT: {
                 "jetstream": "enabled",
-                "users": [{"user": spec.nats_user, "password": secrets.nats_services[spec.name]}
+                "users": [{"user": spec.nats_user, "password": secrets.nats_services[spec.name],
+                           "permissions": {"publish": {"deny": [CALLOUT_SUBJECT]}}}
                           for spec in services],
             },
         },
         "system_account": SYSTEM_ACCOUNT,
+        "authorization": {
+            "timeout": AUTH_TIMEOUT_SECONDS,
+            "auth_callout": {
+                "issuer": callout_issuer(secrets.nats_callout_seed),
+                "auth_users": [SYSTEM_USER, *platform_users],
+                "account": APP_ACCOUNT,
+            },
+        },
     }
 
 
@@ -85,6 +116,18 @@ def child_spec(config_path: Path, log_path: Path) -> ChildSpec:
 
 def service_url(port: int, secrets: PlatformSecrets, spec: ServiceSpec) -> str:
     return f"nats://{spec.nats_user}:{secrets.nats_services[spec.name]}@127.0.0.1:{port}"
+
+
+def system_url(port: int, secrets: PlatformSecrets) -> str:
+    """The system account's user: only for what needs it (kicking a device's connection)."""
+    return f"nats://{SYSTEM_USER}:{secrets.nats_sys}@127.0.0.1:{port}"
+
+
+def callout_env(port: int, secrets: PlatformSecrets) -> dict[str, str]:
+    """What the auth callout responder gets on top of a service's environment."""
+    return {"MUSTER_EDGE_ISSUER_SEED": secrets.nats_callout_seed,
+            "MUSTER_EDGE_SYSTEM_NATS_URL": system_url(port, secrets),
+            "MUSTER_EDGE_DEVICE_ACCOUNT": DEVICE_ACCOUNT}
 
 
 async def wait_ready(ports: NatsPorts, alive: asyncio.Future[int]) -> None:

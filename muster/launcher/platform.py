@@ -81,9 +81,11 @@ class Platform:
         layout.create()
         self._lock.acquire()
         names = [spec.name for spec in opts.services]
-        secrets = self._secrets = load_or_create_secrets(layout.secrets_file, names)
+        contexts = sorted({*names, *(spec.schema for spec in opts.services)})
+        instances = [instance for spec in opts.services for instance in spec.instances]
+        secrets = self._secrets = load_or_create_secrets(layout.secrets_file, contexts)
         token_key = load_or_create_token_key(layout.token_key)
-        ports = self.ports = plan_ports(names, opts.ports, ephemeral=opts.ephemeral_ports)
+        ports = self.ports = plan_ports(instances, opts.ports, ephemeral=opts.ephemeral_ports)
         ensure_free(ports)
 
         pg_paths = self._pg_paths = postgres.PostgresPaths(
@@ -99,13 +101,15 @@ class Platform:
                        self._ready("nats", bus, nats.wait_ready(nats_ports, self._exit_future(bus))))
 
         for spec in opts.services:
-            self._runners[spec.name] = ServiceRunner(
-                spec.name, self._service_child(spec), f"127.0.0.1:{ports.grpc[spec.name]}",
-                on_change=self._write_pids)
+            for instance in spec.instances:
+                self._runners[instance] = ServiceRunner(
+                    instance, self._service_child(spec, instance), f"127.0.0.1:{ports.grpc[instance]}",
+                    on_change=self._write_pids)
         await together(*(runner.start(opts.service_start_timeout) for runner in self._runners.values()))
 
         upstreams = [envoy.Upstream(spec.name, ports.grpc[spec.name], spec.grpc_package_prefix,
-                                    spec.grpc_services) for spec in opts.services]
+                                    spec.grpc_services, spec.streaming_paths)
+                     for spec in opts.services if spec.grpc_services]
         write_json(layout.envoy_config, envoy.build_config(
             rest_port=ports.rest, admin_port=ports.envoy_admin, upstreams=upstreams,
             descriptor=envoy.descriptor_path(), cors_origins=opts.cors_origins))
@@ -132,31 +136,36 @@ class Platform:
         owner_url = postgres.owner_url(port, secrets)
         try:
             async with asyncio.timeout(opts.migration_timeout):
+                by_schema = {spec.schema: spec for spec in opts.services}
                 await together(*(migrate.upgrade(spec, owner_url=owner_url,
-                                                 log_path=self.layout.log(f"migrations-{spec.name}"))
-                                 for spec in opts.services))
+                                                 log_path=self.layout.log(f"migrations-{schema}"))
+                                 for schema, spec in by_schema.items()))
         except TimeoutError:
             raise LaunchError(f"migrations did not finish within {opts.migration_timeout:.0f}s") from None
         except migrate.MigrationError as exc:
             raise LaunchError(str(exc)) from exc
 
-    def _service_child(self, spec: ServiceSpec) -> ChildSpec:
+    def _service_child(self, spec: ServiceSpec, instance: str) -> ChildSpec:
         assert self.ports is not None and self._secrets is not None
         ports, secrets = self.ports, self._secrets
         env = {
             **os.environ,
             "MUSTER_SERVICE_NAME": spec.name,
-            "MUSTER_GRPC_ADDRESS": f"127.0.0.1:{ports.grpc[spec.name]}",
-            "MUSTER_METRICS_ADDRESS": f"127.0.0.1:{ports.metrics[spec.name]}",
+            "MUSTER_GRPC_ADDRESS": f"127.0.0.1:{ports.grpc[instance]}",
+            "MUSTER_METRICS_ADDRESS": f"127.0.0.1:{ports.metrics[instance]}",
             "MUSTER_DATABASE_URL": postgres.service_url(ports.postgres, secrets, spec),
             "MUSTER_NATS_URL": nats.service_url(ports.nats, secrets, spec),
             "MUSTER_TOKEN_SECRET_FILE": str(self.layout.token_key),
+            "MUSTER_DEVICE_SECRET_KEY": secrets.device_secret_key,
+            "MUSTER_MQTT_PUBLIC_HOST": "127.0.0.1",
+            "MUSTER_MQTT_PUBLIC_PORT": str(ports.mqtt),
             "MUSTER_LOG_FORMAT": "json",
             "MUSTER_LOG_LEVEL": self.options.service_log_level,
             "PYTHONUNBUFFERED": "1",
+            **(nats.callout_env(ports.nats, secrets) if spec.auth_callout else {}),
         }
-        return ChildSpec(name=spec.name, argv=[sys.executable, "-m", spec.main_module],
-                         log_path=self.layout.log(spec.name), env=env, grace_seconds=15.0)
+        return ChildSpec(name=instance, argv=[sys.executable, "-m", spec.main_module],
+                         log_path=self.layout.log(instance), env=env, grace_seconds=15.0)
 
     def _endpoints(self, ports: PortPlan, token: str) -> dict[str, Any]:
         return {

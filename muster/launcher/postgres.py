@@ -236,15 +236,15 @@ async def bootstrap(port: int, secrets: PlatformSecrets, services: Sequence[Serv
     conn = await connect_superuser(port, secrets.postgres_superuser)
     try:
         await _ensure_role(conn, OWNER_ROLE, secrets.postgres_owner, f"LOGIN {locked}")
-        for spec in services:
-            await _ensure_role(conn, spec.database_role, secrets.postgres_services[spec.name],
-                               f"LOGIN NOINHERIT {locked}")
+        contexts = {spec.database_role: spec.schema for spec in services}  # replicas/edge share a role
+        for role, schema in contexts.items():
+            await _ensure_role(conn, role, secrets.postgres_services[schema], f"LOGIN NOINHERIT {locked}")
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
             await conn.execute(f"ALTER DATABASE {DATABASE} OWNER TO {OWNER_ROLE}")
         else:
             await conn.execute(f"CREATE DATABASE {DATABASE} OWNER {OWNER_ROLE} ENCODING 'UTF8'")
         await conn.execute(f"REVOKE ALL ON DATABASE {DATABASE} FROM PUBLIC")
-        roles = ", ".join([OWNER_ROLE, *(_ident(s.database_role) for s in services)])
+        roles = ", ".join([OWNER_ROLE, *(_ident(role) for role in contexts)])
         await conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {DATABASE} TO {roles}")
     finally:
         await conn.close()
@@ -262,7 +262,7 @@ def owner_url(port: int, secrets: PlatformSecrets) -> str:
 
 
 def service_url(port: int, secrets: PlatformSecrets, spec: ServiceSpec) -> str:
-    password = secrets.postgres_services[spec.name]
+    password = secrets.postgres_services[spec.schema]
     return f"postgresql+asyncpg://{spec.database_role}:{password}@127.0.0.1:{port}/{DATABASE}"
 
 

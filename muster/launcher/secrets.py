@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nkeys
+
+from muster.runtime.secrets import new_device_secret_key
+
 TOKEN_KEY_BYTES = 32
 
 
@@ -23,12 +27,16 @@ class PlatformSecrets:
     postgres_services: dict[str, str] = field(default_factory=dict)
     nats_sys: str = ""
     nats_services: dict[str, str] = field(default_factory=dict)
+    nats_callout_seed: str = ""  # account nkey seed the auth callout responder signs user JWTs with
+    device_secret_key: str = ""  # hex HMAC key device secrets and provisioning tokens are hashed with
 
     def to_json(self) -> dict[str, Any]:
         return {
             "postgres": {"superuser": self.postgres_superuser, "owner": self.postgres_owner,
                          "services": self.postgres_services},
-            "nats": {"sys": self.nats_sys, "services": self.nats_services},
+            "nats": {"sys": self.nats_sys, "services": self.nats_services,
+                     "callout_seed": self.nats_callout_seed},
+            "device_secret_key": self.device_secret_key,
         }
 
     @classmethod
@@ -36,12 +44,21 @@ class PlatformSecrets:
         pg, nats = raw.get("postgres", {}), raw.get("nats", {})
         return cls(postgres_superuser=pg.get("superuser", ""), postgres_owner=pg.get("owner", ""),
                    postgres_services=dict(pg.get("services", {})), nats_sys=nats.get("sys", ""),
-                   nats_services=dict(nats.get("services", {})))
+                   nats_services=dict(nats.get("services", {})),
+                   nats_callout_seed=nats.get("callout_seed", ""),
+                   device_secret_key=raw.get("device_secret_key", ""))
 
 
 def new_password() -> str:
     """URL-safe, so it can go into connection URLs and SQL/NATS config literals unescaped."""
     return secrets.token_urlsafe(24)
+
+
+def new_account_seed() -> str:
+    """A NATS account nkey seed (`SA…`): the auth callout's issuer. Kept, not rotated per start, so
+    device JWTs issued before a restart stay valid and the NATS config never changes at run time."""
+    seed: bytes = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_ACCOUNT)
+    return seed.decode()
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -66,6 +83,9 @@ def load_or_create_secrets(path: Path, services: Iterable[str]) -> PlatformSecre
     current.postgres_superuser = current.postgres_superuser or new_password()
     current.postgres_owner = current.postgres_owner or new_password()
     current.nats_sys = current.nats_sys or new_password()
+    current.nats_callout_seed = current.nats_callout_seed or new_account_seed()
+    # Never replaced once written: every stored device secret and provisioning token hash depends on it.
+    current.device_secret_key = current.device_secret_key or new_device_secret_key()
     for name in services:
         current.postgres_services.setdefault(name, new_password())
         current.nats_services.setdefault(name, new_password())

@@ -17,14 +17,30 @@ class ServiceSpec:
     name: str
     grpc_services: tuple[str, ...]
     module: str = ""  # default: services.<name>.main
+    streaming_paths: tuple[str, ...] = ()  # REST paths whose request bodies Envoy streams instead of buffering
+    context: str = ""  # bounded context whose schema, database role and migrations it shares; default: name
+    replicas: int = 1
+    auth_callout: bool = False  # answers NATS auth callouts: gets the issuer key and a system-account URL
 
     @property
     def main_module(self) -> str:
         return self.module or f"services.{self.name}.main"
 
     @property
+    def schema(self) -> str:
+        """The PostgreSQL schema (and `services.<schema>` migrations package) this process uses."""
+        return self.context or self.name
+
+    @property
     def database_role(self) -> str:
-        return f"muster_{self.name}"
+        return f"muster_{self.schema}"
+
+    @property
+    def instances(self) -> tuple[str, ...]:
+        """One name per process: the service name, or `<name>_1` … `<name>_<n>` for replicas."""
+        if self.replicas <= 1:
+            return (self.name,)
+        return tuple(f"{self.name}_{i}" for i in range(1, self.replicas + 1))
 
     @property
     def nats_user(self) -> str:
@@ -47,8 +63,20 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "muster.registry.v1.TemplateService",
             "muster.registry.v1.SensorService",
             "muster.registry.v1.ModuleService",
+            "muster.registry.v1.GroupService",
+            "muster.registry.v1.ProvisioningService",
+            "muster.registry.v1.DeviceBulkService",
         ),
+        streaming_paths=("/v1/devices:import",),
     ),
+    # The device edge (ingest context): answers NATS's auth callout for MQTT devices and kicks cut
+    # devices; no gRPC API (health and metrics only), several replicas in one queue group.
+    ServiceSpec(name="edge", grpc_services=(), module="services.ingest.edge.main", context="ingest",
+                replicas=2, auth_callout=True),
+    # Telemetry and device logs: capture streams in, PostgreSQL out, queries over gRPC/REST. More
+    # replicas share the same durable JetStream consumers (deliver group).
+    ServiceSpec(name="ingest",
+                grpc_services=("muster.ingest.v1.TelemetryService", "muster.ingest.v1.DeviceLogService")),
 )
 
 STUB_MODULE = "muster.launcher.stub_service"

@@ -6,6 +6,7 @@ The tenant of a request always comes from its token, never from the path or the 
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
 import uuid
 from collections import OrderedDict
@@ -20,6 +21,11 @@ ISSUER = "muster"
 AUDIENCE = "muster-api"
 ALGORITHM = "HS256"
 MAX_TTL = timedelta(days=365)
+
+
+def derive_key(secret: bytes, purpose: str) -> bytes:
+    """A separate key per purpose (e.g. "page-tokens") from the deployment's one secret."""
+    return hashlib.sha256(purpose.encode() + b"\x00" + secret).digest()
 
 
 class Role(enum.IntEnum):

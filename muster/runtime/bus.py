@@ -5,13 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import nats
 import structlog
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from sqlalchemy import delete, func, select, text, update
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from sqlalchemy import ARRAY, BigInteger, Row, any_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -66,11 +76,14 @@ class OutboxRelay:
     Rows stay locked (FOR UPDATE SKIP LOCKED) while they are published, so replicas share the
     work without publishing a row twice; if the relay dies after publishing but before marking,
     the rows are published again with the same `Nats-Msg-Id` and JetStream drops the duplicates.
+    A batch is published pipelined (`publish_async`: no task or timer per message) and its acks are
+    awaited together: a bulk import's tens of thousands of events must not starve the requests
+    served by the same event loop.
     """
 
     def __init__(self, db: Database, tables: OutboxTables, js: JetStreamContext, *,
-                 wakeup: asyncio.Event, batch_size: int = 256, poll_interval: float = 1.0,
-                 retention_seconds: float = 24 * 3600) -> None:
+                 wakeup: asyncio.Event, batch_size: int = 1000, poll_interval: float = 1.0,
+                 retention_seconds: float = 24 * 3600, publish_timeout: float = 5.0) -> None:
         self._db = db
         self._tables = tables
         self._js = js
@@ -78,6 +91,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._retention_seconds = retention_seconds
+        self._publish_timeout = publish_timeout
 
     async def run(self) -> None:
         """Relay until cancelled; transient NATS or PostgreSQL failures are retried with backoff."""
@@ -114,16 +128,28 @@ class OutboxRelay:
             )).all()
             if not rows:
                 return 0
-            acks = await asyncio.gather(*(
-                self._js.publish(row.nats_subject, row.payload, headers={"Nats-Msg-Id": str(row.id)},
-                                 timeout=5)
-                for row in rows
-            ))
-            await conn.execute(update(outbox).where(outbox.c.seq.in_([r.seq for r in rows]))
-                               .values(published_at=func.now()))
+            acks = await self._publish(rows)
+            await conn.execute(update(outbox).where(outbox.c.seq == any_(bindparam(
+                "seqs", [r.seq for r in rows], type_=ARRAY(BigInteger)))).values(published_at=func.now()))
         duplicates = sum(1 for ack in acks if ack.duplicate)
         log.debug("outbox_relayed", count=len(rows), duplicates=duplicates)
         return len(rows)
+
+    async def _publish(self, rows: Sequence[Row[Any, Any, Any, Any]]) -> list[PubAck]:
+        """Publish every row, then wait for all their acks (at most `publish_timeout`); any failure
+        fails the whole batch, which stays unmarked and is published again (deduplicated by id)."""
+        pending: list[asyncio.Future[PubAck]] = []
+        try:
+            for i, row in enumerate(rows, 1):
+                pending.append(await self._js.publish_async(row.nats_subject, row.payload,
+                                                            headers={"Nats-Msg-Id": str(row.id)}))
+                if i % 100 == 0:
+                    await asyncio.sleep(0)  # let requests on this loop run between slices of the batch
+            async with asyncio.timeout(self._publish_timeout):
+                return await asyncio.gather(*pending)
+        finally:
+            for future in pending:
+                future.cancel()  # no-op for the acked; drops the waiting ones from nats-py's table
 
     async def prune(self, conn: AsyncConnection) -> None:
         """Drop published rows past the retention (they are in JetStream now)."""
@@ -167,15 +193,36 @@ class EventConsumer:
                 msgs = await sub.fetch(self._batch_size, timeout=1.0)
             except TimeoutError:  # nats-py raises both its own subclass and asyncio's
                 continue
+            await self._apply_batch(msgs)
+
+    async def _apply_batch(self, msgs: Sequence[Msg]) -> None:
+        """Apply a fetched batch in ONE transaction (one commit instead of one per event), each event
+        in its own savepoint: an event whose handler fails is rolled back alone and redelivered later,
+        the rest commit. Acks go out only after the commit; if the transaction itself fails (e.g. the
+        database went away) every message of the batch is redelivered and the applied-ids skip what
+        a previous attempt already committed."""
+        failed: set[int] = set()  # id() of the messages to redeliver
+        try:
+            async with self._db.transaction(Scope.platform_wide()) as conn:
+                for msg in msgs:
+                    event = Event.FromString(msg.data)
+                    try:
+                        async with conn.begin_nested():
+                            await self._apply_in(conn, event)
+                    except Exception:
+                        log.exception("event_apply_failed", event_id=event.id, type=event.type,
+                                      consumer=self._durable)
+                        failed.add(id(msg))
+        except Exception as exc:
+            log.warning("event_batch_failed", consumer=self._durable, events=len(msgs), error=str(exc),
+                        transient=is_transient(exc))
             for msg in msgs:
-                event = Event.FromString(msg.data)
-                try:
-                    await self.apply(event)
-                except Exception:
-                    log.exception("event_apply_failed", event_id=event.id, type=event.type,
-                                  consumer=self._durable)
-                    await msg.nak(delay=1.0)
-                    continue
+                await msg.nak(delay=1.0)
+            return
+        for msg in msgs:
+            if id(msg) in failed:
+                await msg.nak(delay=1.0)
+            else:
                 await msg.ack()
 
     async def _exists(self) -> bool:
@@ -187,13 +234,16 @@ class EventConsumer:
 
     async def apply(self, event: Event) -> bool:
         """Apply one event unless this consumer already did; returns whether it was applied now."""
-        applied = self._tables.applied_events
         async with self._db.transaction(Scope.platform_wide()) as conn:
-            inserted = (await conn.execute(
-                pg_insert(applied).values(consumer=self._durable, event_id=event.id)
-                .on_conflict_do_nothing().returning(applied.c.event_id)
-            )).first()
-            if inserted is None:
-                return False
-            await self._handler(event, conn)
+            return await self._apply_in(conn, event)
+
+    async def _apply_in(self, conn: AsyncConnection, event: Event) -> bool:
+        applied = self._tables.applied_events
+        inserted = (await conn.execute(
+            pg_insert(applied).values(consumer=self._durable, event_id=event.id)
+            .on_conflict_do_nothing().returning(applied.c.event_id)
+        )).first()
+        if inserted is None:
+            return False
+        await self._handler(event, conn)
         return True

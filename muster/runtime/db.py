@@ -52,7 +52,8 @@ async def apply_scope(conn: AsyncConnection, scope: Scope) -> None:
     await conn.execute(_SET_SCOPE, {"tenant": scope.tenant or "", "platform": platform})
 
 
-def _json_dumps(value: Any) -> str:
+def json_dumps(value: Any) -> str:
+    """How JSON(B) values are written (the engine's serializer; bulk_insert uses it too)."""
     return orjson.dumps(value).decode()
 
 
@@ -64,7 +65,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False, pool_recycle=1800,
-        json_serializer=_json_dumps, json_deserializer=orjson.loads,
+        json_serializer=json_dumps, json_deserializer=orjson.loads,
     )
 
 

@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 
 from muster.events.v1.event_pb2 import Event
 from muster.runtime.context import current_request_id
+from muster.runtime.timestamps import seconds_nanos
 
 EVENT_SUBJECT_PREFIX = "muster.events"
 PLATFORM_TENANT_SEGMENT = "_"
@@ -19,7 +20,7 @@ def new_event(payload: Message, *, source: str, tenant: str | None, subject: str
     """Wrap a domain event payload in the envelope, with a fresh id."""
     event = Event(id=str(uuid.uuid4()), type=payload.DESCRIPTOR.name, tenant=tenant or "",
                   subject=subject, source=source, request_id=current_request_id())
-    event.time.FromDatetime(time or datetime.now(UTC))
+    event.time.seconds, event.time.nanos = seconds_nanos(time or datetime.now(UTC))
     event.payload.Pack(payload)
     return event
 

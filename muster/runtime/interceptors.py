@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, NoReturn, cast
+from typing import Any, Final, NoReturn, cast
 
 import grpc
 import structlog
@@ -36,7 +36,12 @@ from muster.runtime.errors import (
 from muster.runtime.metrics import GrpcMetrics
 
 AccessPolicy = Mapping[str, Role | None]
-"""Full method name ("/pkg.Service/Method") -> minimum role; None means public (no token)."""
+"""Full method name ("/pkg.Service/Method") -> minimum role, or PUBLIC."""
+
+PUBLIC: Final = None
+"""Access policy entry of a method anyone may call without an operator token (the method authenticates
+its caller itself, e.g. a device registering with a provisioning token). No token is read or checked:
+the call has no principal. Methods missing from the policy are still refused."""
 
 REQUEST_ID_KEY = "x-request-id"
 INFRASTRUCTURE_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -136,7 +141,7 @@ class _Call:
             _log.error("rpc.no_access_policy", hint="add the method to the service's access policy")
             raise PermissionDenied(f"{self.method} is not open to callers", reason="NO_ACCESS_POLICY")
         required = policy[self.method]
-        if required is None:
+        if required is PUBLIC:  # a token sent anyway is ignored, never verified
             return
         principal = self.owner.token_codec.verify(self._bearer_token())
         self.principal = principal

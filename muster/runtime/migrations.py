@@ -13,8 +13,11 @@ import argparse
 import asyncio
 import importlib
 import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
@@ -45,6 +48,26 @@ def grant_sql(schema: str, role: str) -> list[str]:
     ]
 
 
+UNMANAGED_TABLES = "unmanaged_tables"
+"""Key in a service's `MetaData.info`: a regex of tables the service creates at run time (e.g. daily
+partitions) that drift checks must not report as unknown."""
+
+
+def _own_objects(schema: str, metadata: MetaData | None) -> Callable[[str | None, str, Any], bool]:
+    """Drift checks look only at the service's own schema (other services share the database) and
+    skip the tables it manages at run time."""
+    unmanaged = re.compile(metadata.info[UNMANAGED_TABLES]) if metadata and UNMANAGED_TABLES in metadata.info else None
+
+    def include(name: str | None, type_: str, _parents: Any) -> bool:
+        if type_ == "schema":
+            return name == schema
+        if type_ == "table" and unmanaged is not None and name is not None:
+            return not unmanaged.fullmatch(name)
+        return True
+
+    return include
+
+
 def run_env(metadata: MetaData | None = None) -> None:
     """Body of every service's migrations/env.py (online mode, asyncpg)."""
     config = context.config
@@ -54,7 +77,8 @@ def run_env(metadata: MetaData | None = None) -> None:
     def migrate(connection: Connection) -> None:
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         context.configure(connection=connection, target_metadata=metadata, version_table_schema=schema,
-                          include_schemas=True, transaction_per_migration=False)
+                          include_schemas=True, include_name=_own_objects(schema, metadata),
+                          transaction_per_migration=False)
         with context.begin_transaction():
             context.run_migrations()
             for statement in grant_sql(schema, role):

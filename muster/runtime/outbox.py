@@ -21,13 +21,13 @@ from sqlalchemy import (
     Table,
     Text,
     func,
-    insert,
     text,
 )
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muster.events.v1.event_pb2 import Event
+from muster.runtime.bulk_insert import insert_rows
 from muster.runtime.events import nats_subject
 
 
@@ -63,7 +63,7 @@ class OutboxTables:
         """Write events in the caller's transaction: they go out if and only if it commits."""
         if not events:
             return
-        await conn.execute(insert(self.outbox), [
+        await insert_rows(conn, self.outbox, [
             {"id": e.id, "tenant_id": e.tenant, "type": e.type, "subject": e.subject,
              "nats_subject": nats_subject(e), "payload": e.SerializeToString()}
             for e in events

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from muster.runtime.auth import Role
+from muster.runtime.interceptors import PUBLIC
 
 _TENANTS = "/muster.registry.v1.TenantService/"
 _SITES = "/muster.registry.v1.SiteService/"
@@ -11,6 +12,9 @@ _TOKENS = "/muster.registry.v1.TokenService/"
 _TEMPLATES = "/muster.registry.v1.TemplateService/"
 _SENSORS = "/muster.registry.v1.SensorService/"
 _MODULES = "/muster.registry.v1.ModuleService/"
+_GROUPS = "/muster.registry.v1.GroupService/"
+_BULK = "/muster.registry.v1.DeviceBulkService/"
+_PROVISIONING = "/muster.registry.v1.ProvisioningService/"
 
 ACCESS_POLICY: dict[str, Role | None] = {
     _TENANTS + "CreateTenant": Role.PLATFORM_ADMIN,
@@ -47,4 +51,25 @@ ACCESS_POLICY: dict[str, Role | None] = {
     _MODULES + "CreateModule": Role.OPERATOR,
     _MODULES + "UpdateModule": Role.OPERATOR,
     _MODULES + "DeleteModule": Role.OPERATOR,
+    # Groups only organise devices (deleting one leaves its devices alone): operators manage them.
+    _GROUPS + "CreateGroup": Role.OPERATOR,
+    _GROUPS + "GetGroup": Role.VIEWER,
+    _GROUPS + "ListGroups": Role.VIEWER,
+    _GROUPS + "UpdateGroup": Role.OPERATOR,
+    _GROUPS + "DeleteGroup": Role.OPERATOR,
+    _GROUPS + "AddGroupMembers": Role.OPERATOR,
+    _GROUPS + "RemoveGroupMembers": Role.OPERATOR,
+    _GROUPS + "ListGroupMembers": Role.VIEWER,
+    _GROUPS + "ListDeviceGroups": Role.VIEWER,
+    # Import creates and updates devices, as CreateDevice/UpdateDevice do (never deletes or changes state).
+    _BULK + "ImportDevices": Role.OPERATOR,
+    _BULK + "ExportDevices": Role.VIEWER,
+    # Provisioning tokens are credentials for the tenant: tenant admins only, even to read them.
+    _PROVISIONING + "CreateProvisioningToken": Role.ADMIN,
+    _PROVISIONING + "GetProvisioningToken": Role.ADMIN,
+    _PROVISIONING + "ListProvisioningTokens": Role.ADMIN,
+    _PROVISIONING + "RevokeProvisioningToken": Role.ADMIN,
+    # A device registering itself has no operator token: the provisioning token in the body is its credential.
+    _PROVISIONING + "RegisterDevice": PUBLIC,
+    _PROVISIONING + "RotateDeviceSecret": Role.OPERATOR,
 }

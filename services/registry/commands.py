@@ -10,6 +10,7 @@ from typing import Any
 from muster.runtime.auth import Role
 from services.registry.domain import DeviceState, Location
 from services.registry.templates import CommandDefinition, MetricDefinition, MetricType, SlotDefinition
+from services.registry.transports import Transport
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class CreateDevice:
     notes: str = ""
     location: Location | None = None
     template_id: str | None = None
+    transports: tuple[Transport, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from muster.runtime.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument
+from services.registry.transports import Transport, validate_transports
 
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
 DEVICE_ID_PATTERN = re.compile(r"^[a-z0-9]{20}$")
@@ -27,8 +28,14 @@ _DEVICE_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
 def new_device_id() -> str:
-    """20 characters of [a-z0-9] (~103 bits): unguessable, and safe as an MQTT/NATS token."""
-    return "".join(secrets.choice(_DEVICE_ID_ALPHABET) for _ in range(20))
+    """20 characters of [a-z0-9] (~103 bits): unguessable, and safe as an MQTT/NATS token.
+    One uniform draw below 36**20, written in base 36 (bulk import makes thousands per second)."""
+    value = secrets.randbelow(36 ** 20)
+    digits = []
+    for _ in range(20):
+        value, digit = divmod(value, 36)
+        digits.append(_DEVICE_ID_ALPHABET[digit])
+    return "".join(digits)
 
 
 def new_site_id() -> str:
@@ -121,6 +128,7 @@ class Device:
     location: Location | None = None
     state: DeviceState = DeviceState.PROVISIONED
     template_id: str | None = None
+    transports: tuple[Transport, ...] = ()
     version: int = 1
 
     @property
@@ -215,4 +223,5 @@ def validate_device(device: Device) -> None:
              + validate_labels(device.labels, "device.labels")
              + validate_serial(device.serial, "device.serial")
              + validate_text(device.notes, "device.notes", MAX_NOTES)
-             + (device.location.validate("device.location") if device.location else []))
+             + (device.location.validate("device.location") if device.location else [])
+             + validate_transports(device.transports, "device.transports"))

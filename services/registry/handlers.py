@@ -34,7 +34,7 @@ from services.registry.domain import (
 )
 from services.registry.mapping import device_to_proto, site_to_proto, tenant_to_proto
 from services.registry.template_handlers import add_template_sensors
-from services.registry.unit_of_work import UnitOfWorkFactory
+from services.registry.unit_of_work import RegistryUnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T", Tenant, Site, Device)
 Clock = Callable[[], datetime]
@@ -169,17 +169,10 @@ class RegistryHandlers:
         device = Device(tenant_id=tenant, id=new_device_id(), display_name=command.display_name,
                         site_id=command.site_id or None, labels=dict(command.labels), serial=command.serial,
                         notes=command.notes, location=command.location, template_id=command.template_id or None,
-                        create_time=now, update_time=now)
+                        transports=command.transports, create_time=now, update_time=now)
         validate_device(device)
         async with self._uow(_tenant_scope(principal)) as uow:
-            if device.site_id is not None:
-                await self._require_site(uow.sites.get, device.site_id, "device.site")
-            if device.template_id is not None and await uow.templates.get(device.template_id) is None:
-                raise InvalidArgument.field("device.template",
-                                            f"template templates/{device.template_id} does not exist")
-            await uow.devices.add(device)
-            uow.emit(ev.DeviceCreated(device=device_to_proto(device)), subject=device.name)
-            await add_template_sensors(uow, device, now)
+            await insert_device(uow, device, now)
             await uow.commit()
         return device
 
@@ -262,6 +255,18 @@ class RegistryHandlers:
     async def _require_site(get: Callable[[str], Any], site_id: str, field: str) -> None:
         if await get(site_id) is None:
             raise InvalidArgument.field(field, f"site sites/{site_id} does not exist")
+
+
+async def insert_device(uow: RegistryUnitOfWork, device: Device, now: datetime) -> None:
+    """Add a validated new device in `uow`: its site and template must exist; emits DeviceCreated and
+    gives it its template's required sensors. The one path every way of creating a device takes."""
+    if device.site_id is not None:
+        await RegistryHandlers._require_site(uow.sites.get, device.site_id, "device.site")
+    if device.template_id is not None and await uow.templates.get(device.template_id) is None:
+        raise InvalidArgument.field("device.template", f"template templates/{device.template_id} does not exist")
+    await uow.devices.add(device)
+    uow.emit(ev.DeviceCreated(device=device_to_proto(device)), subject=device.name)
+    await add_template_sensors(uow, device, now)
 
 
 def _mask(update: cmd.Update) -> FieldMask:

@@ -74,3 +74,17 @@ MODULES = Listing(
     sortable=("slot", "label", "create_time"),
     default_order=_BY_CREATE_TIME,
 )
+
+# groups.GroupType's numbers (groups.py imports this module, so not the enum itself).
+_GROUP_TYPE_NUMBERS = {"STATIC": 1, "DYNAMIC": 2}
+_GROUP_TYPES = {**_GROUP_TYPE_NUMBERS, **{f"GROUP_TYPE_{k}": v for k, v in _GROUP_TYPE_NUMBERS.items()}}
+
+GROUPS = Listing(
+    schema=FilterSchema(fields={
+        "display_name": FilterField("display_name", FieldKind.STRING),
+        "type": FilterField("type", FieldKind.ENUM, enum_values=_GROUP_TYPES),
+        **_TIMES,
+    }, map_fields={"labels": "labels"}),
+    sortable=("display_name", "create_time", "update_time"),
+    default_order=_BY_CREATE_TIME,
+)

@@ -3,42 +3,46 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from functools import partial
 
 from muster.registry.v1 import (
+    bulk_service_pb2_grpc,
     device_service_pb2_grpc,
+    group_service_pb2_grpc,
     module_service_pb2_grpc,
+    provisioning_service_pb2_grpc,
     sensor_service_pb2_grpc,
     site_service_pb2_grpc,
     template_service_pb2_grpc,
     tenant_service_pb2_grpc,
     token_service_pb2_grpc,
 )
-from muster.runtime.auth import TokenCodec
+from muster.runtime.auth import TokenCodec, derive_key
 from muster.runtime.bus import OutboxRelay, connect, ensure_events_stream
-from muster.runtime.config import ServiceSettings
 from muster.runtime.db import Database, create_engine
 from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
 from muster.runtime.logging import configure_logging
 from muster.runtime.pagination import PageTokens
 from services.registry.access import ACCESS_POLICY
+from services.registry.bulk_handlers import BulkHandlers
+from services.registry.bulk_servicer import DeviceBulkServicer
+from services.registry.group_handlers import GroupHandlers
+from services.registry.group_servicer import GroupServicer
 from services.registry.handlers import RegistryHandlers
 from services.registry.module_handlers import ModuleHandlers
 from services.registry.module_servicer import ModuleServicer
+from services.registry.provisioning import SecretHasher
+from services.registry.provisioning_handlers import MqttEndpoint, ProvisioningHandlers
+from services.registry.provisioning_servicer import ProvisioningServicer
 from services.registry.servicer import DeviceServicer, SiteServicer, TenantServicer, TokenServicer
+from services.registry.settings import RegistrySettings
 from services.registry.tables import infrastructure
 from services.registry.template_handlers import TemplateHandlers
 from services.registry.template_servicer import SensorServicer, TemplateServicer
 from services.registry.unit_of_work import unit_of_work_factory
 
 
-def derive_key(secret: bytes, purpose: str) -> bytes:
-    """A separate key per purpose from the deployment's one secret."""
-    return hashlib.sha256(purpose.encode() + b"\x00" + secret).digest()
-
-
-async def serve(settings: ServiceSettings) -> None:
+async def serve(settings: RegistrySettings) -> None:
     configure_logging(settings.service_name, settings.log_level, settings.log_format)
     secret = settings.token_secret()
     tokens = TokenCodec(secret)
@@ -52,6 +56,8 @@ async def serve(settings: ServiceSettings) -> None:
     handlers = RegistryHandlers(uow, pages, tokens)
     template_handlers = TemplateHandlers(uow, pages)
     relay = OutboxRelay(db, infrastructure, js, wakeup=published)
+    provisioning = ProvisioningHandlers(uow, pages, SecretHasher(settings.device_secret_key_bytes()),
+                                        MqttEndpoint(settings.mqtt_public_host, settings.mqtt_public_port))
     bindings = [
         ServiceBinding("muster.registry.v1.TenantService",
                        partial(tenant_service_pb2_grpc.add_TenantServiceServicer_to_server, TenantServicer(handlers))),
@@ -67,9 +73,18 @@ async def serve(settings: ServiceSettings) -> None:
         ServiceBinding("muster.registry.v1.SensorService",
                        partial(sensor_service_pb2_grpc.add_SensorServiceServicer_to_server,
                                SensorServicer(template_handlers))),
+        ServiceBinding("muster.registry.v1.GroupService",
+                       partial(group_service_pb2_grpc.add_GroupServiceServicer_to_server,
+                               GroupServicer(GroupHandlers(uow, pages)))),
         ServiceBinding("muster.registry.v1.ModuleService",
                        partial(module_service_pb2_grpc.add_ModuleServiceServicer_to_server,
                                ModuleServicer(ModuleHandlers(uow, pages)))),
+        ServiceBinding("muster.registry.v1.DeviceBulkService",
+                       partial(bulk_service_pb2_grpc.add_DeviceBulkServiceServicer_to_server,
+                               DeviceBulkServicer(BulkHandlers(uow, pages)))),
+        ServiceBinding("muster.registry.v1.ProvisioningService",
+                       partial(provisioning_service_pb2_grpc.add_ProvisioningServiceServicer_to_server,
+                               ProvisioningServicer(provisioning))),
     ]
 
     async def close() -> None:
@@ -81,7 +96,7 @@ async def serve(settings: ServiceSettings) -> None:
 
 
 def main() -> None:
-    settings = ServiceSettings(service_name="registry")  # the rest from MUSTER_* env
+    settings = RegistrySettings(service_name="registry")  # the rest from MUSTER_* env
     asyncio.run(serve(settings))
 
 

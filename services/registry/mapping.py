@@ -7,13 +7,13 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from muster.registry.v1 import resources_pb2 as pb
+from muster.runtime.timestamps import timestamp_of
 from services.registry.domain import Device, Location, Site, Tenant, etag_of
+from services.registry.transport_mapping import transports_to_proto
 
 
 def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    return timestamp_of(value)
 
 
 def location_to_proto(location: Location | None) -> pb.Location | None:
@@ -46,4 +46,5 @@ def device_to_proto(device: Device) -> pb.Device:
                      serial=device.serial, notes=device.notes, location=location_to_proto(device.location),
                      state=pb.DeviceState.ValueType(int(device.state)), create_time=timestamp(device.create_time),
                      update_time=timestamp(device.update_time), etag=etag_of(device.version),
-                     template=f"templates/{device.template_id}" if device.template_id else "")
+                     template=f"templates/{device.template_id}" if device.template_id else "",
+                     transports=transports_to_proto(device.transports))

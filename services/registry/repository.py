@@ -20,6 +20,7 @@ from muster.runtime.listing import Page
 from muster.runtime.pagination import keyset_condition, order_clauses
 from services.registry import tables
 from services.registry.domain import Device, DeviceState, Location, Site, Tenant, etag_of
+from services.registry.transport_repository import IccidIndex, transports_from_json, transports_to_json
 
 
 def _location(row: Row[Any]) -> Location | None:
@@ -165,13 +166,14 @@ class DeviceRepository:
         return Device(tenant_id=row.tenant_id, id=row.id, display_name=row.display_name, site_id=row.site_id,
                       labels=row.labels, serial=row.serial, notes=row.notes, location=_location(row),
                       state=DeviceState(row.state), template_id=row.template_id, create_time=row.create_time,
-                      update_time=row.update_time, version=row.version)
+                      update_time=row.update_time, version=row.version,
+                      transports=transports_from_json(row.transports))
 
     @staticmethod
     def _values(device: Device) -> dict[str, Any]:
         return {"display_name": device.display_name, "site_id": device.site_id, "labels": dict(device.labels),
                 "notes": device.notes, "state": int(device.state), "template_id": device.template_id,
-                "update_time": device.update_time,
+                "update_time": device.update_time, "transports": transports_to_json(device.transports),
                 "version": device.version, **_location_columns(device.location)}
 
     async def get(self, device_id: str) -> Device | None:
@@ -186,6 +188,7 @@ class DeviceRepository:
                     create_time=device.create_time, **self._values(device)))
         except IntegrityError as exc:
             raise self._integrity_error(exc, device) from exc
+        await IccidIndex(self._conn).replace(device.tenant_id, device.id, device.transports, new=True)
 
     async def save(self, device: Device, expected_version: int) -> None:
         try:
@@ -197,6 +200,7 @@ class DeviceRepository:
             raise self._integrity_error(exc, device) from exc
         if result.rowcount != 1:
             raise _stale(device.name, expected_version)
+        await IccidIndex(self._conn).replace(device.tenant_id, device.id, device.transports)
 
     @staticmethod
     def _integrity_error(exc: IntegrityError, device: Device) -> Exception:

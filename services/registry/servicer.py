@@ -26,12 +26,13 @@ from services.registry import commands as cmd
 from services.registry.domain import DEVICE_ID_PATTERN, ID_PATTERN, DeviceState
 from services.registry.handlers import RegistryHandlers
 from services.registry.mapping import device_to_proto, location_from_proto, site_to_proto, tenant_to_proto, timestamp
+from services.registry.transport_mapping import transports_from_proto
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 TENANT_FIELDS = ("display_name",)
 SITE_FIELDS = ("display_name", "address", "time_zone", "location", "labels")
-DEVICE_FIELDS = ("display_name", "site", "labels", "notes", "location", "template")
+DEVICE_FIELDS = ("display_name", "site", "labels", "notes", "location", "template", "transports")
 
 
 def _list_params(request: Any) -> cmd.ListParams:
@@ -130,6 +131,8 @@ def _device_value(message: pb.Device, path: str) -> Any:
         return _site_ref(message.site, "device.site")
     if path == "template":
         return _template_ref(message.template, "device.template")
+    if path == "transports":
+        return transports_from_proto(message.transports)
     return getattr(message, path)
 
 
@@ -146,7 +149,8 @@ class DeviceServicer(dev_grpc.DeviceServiceServicer):
         created = await self._h.create_device(current_principal(), cmd.CreateDevice(
             display_name=d.display_name, site_id=_site_ref(d.site, "device.site"), labels=dict(d.labels),
             serial=d.serial, notes=d.notes, location=location_from_proto(d.location, d.HasField("location")),
-            template_id=_template_ref(d.template, "device.template")))
+            template_id=_template_ref(d.template, "device.template"),
+            transports=transports_from_proto(d.transports)))
         return device_to_proto(created)
 
     async def GetDevice(self, request: dev.GetDeviceRequest, context: Context) -> pb.Device:

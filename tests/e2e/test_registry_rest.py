@@ -3,9 +3,7 @@ mapping, body limits and CORS, as the ops console and scripts see them."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -14,32 +12,17 @@ import httpx
 import pytest
 from helpers import PlatformLike, TenantTokens, create_tenant
 
+from .registry_grpc_support import admin_token as admin_token  # fixture
+from .registry_grpc_support import channel as channel  # fixture
+from .registry_grpc_support import tenant as tenant  # fixture
+from .rest_support import auth
+from .rest_support import error_reason as _reason
+from .rest_support import http as http  # fixture
+
 pytestmark = pytest.mark.platform
 
 CONSOLE_ORIGIN = "http://localhost:5173"
 ONE_MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-async def channel(platform: PlatformLike) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(platform.endpoints["grpc"]["registry"]) as ch:
-        await asyncio.wait_for(ch.channel_ready(), 10)
-        yield ch
-
-
-@pytest.fixture(scope="module")
-async def http(platform: PlatformLike) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=platform.endpoints["rest"], timeout=15.0) as client:
-        yield client
-
-
-@pytest.fixture
-async def tenant(channel: grpc.aio.Channel, platform: PlatformLike) -> TenantTokens:
-    return await create_tenant(channel, str(platform.endpoints["admin_token"]))
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def _create(http: httpx.AsyncClient, token: str, **body: Any) -> dict[str, Any]:
@@ -47,13 +30,6 @@ async def _create(http: httpx.AsyncClient, token: str, **body: Any) -> dict[str,
     assert response.status_code == 200, response.text
     created: dict[str, Any] = response.json()
     return created
-
-
-def _reason(body: dict[str, Any]) -> str:
-    for detail in body.get("details", []):
-        if detail.get("@type", "").endswith("google.rpc.ErrorInfo"):
-            return str(detail["reason"])
-    return ""
 
 
 # --- the happy path ----------------------------------------------------------------------------------

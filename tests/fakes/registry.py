@@ -32,19 +32,38 @@ from muster.runtime.errors import AlreadyExists, InvalidArgument
 from muster.runtime.events import new_event
 from muster.runtime.listing import Page
 from muster.runtime.pagination import PageTokens
-from services.registry import repository, template_repository
+from services.registry import (
+    bulk_repository,
+    group_repository,
+    provisioning_repository,
+    repository,
+    template_repository,
+)
 from services.registry.domain import Device, Site, Tenant
+from services.registry.group_handlers import GroupHandlers
 from services.registry.handlers import RegistryHandlers
 from services.registry.module_handlers import ModuleHandlers
+from services.registry.provisioning import SecretHasher
+from services.registry.provisioning_handlers import MqttEndpoint, ProvisioningHandlers
 from services.registry.template_handlers import TemplateHandlers
 from services.registry.templates import SYSTEM_TENANT, DeviceTemplate
+from services.registry.transports import iccids_of
 from services.registry.unit_of_work import SOURCE, UnitOfWorkFactory
 
+from .registry_bulk import FakeBulkDeviceRepository
+from .registry_groups import FakeGroupRepository
+from .registry_provisioning import (
+    FakeDeviceSecretRepository,
+    FakeProvisioningTokenRepository,
+    FakeRegistrationRepository,
+)
 from .registry_state import RegistryState, Repository, RowLevelSecurityViolation, paged, stale
 from .registry_templates import FakeModuleRepository, FakeSensorRepository, FakeTemplateRepository
 
 __all__ = [
+    "DEVICE_SECRET_KEY",
     "EPOCH",
+    "MQTT_ENDPOINT",
     "PAGE_SECRET",
     "TOKEN_SECRET",
     "FakeClock",
@@ -55,14 +74,18 @@ __all__ = [
     "FakeTemplateRepository",
     "RegistryState",
     "RowLevelSecurityViolation",
+    "make_group_handlers",
     "make_handlers",
     "make_module_handlers",
+    "make_provisioning_handlers",
     "make_template_handlers",
     "repository_interfaces",
 ]
 
 TOKEN_SECRET = b"unit-test-token-secret-0123456789abcdef"
 PAGE_SECRET = b"unit-test-page-token-secret-0123"
+DEVICE_SECRET_KEY = b"unit-test-device-secret-key-0123456789"
+MQTT_ENDPOINT = MqttEndpoint("mqtt.test.example", 8883)
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -142,6 +165,11 @@ class FakeDeviceRepository(Repository):
                                  for d in self._state.devices.values()):
             raise AlreadyExists(f"a device with serial {device.serial!r} already exists in this tenant",
                                 reason="SERIAL_EXISTS", metadata={"serial": device.serial})
+        for iccid in iccids_of(device.transports):  # device_iccids' primary key (tenant, iccid)
+            if any(iccid in iccids_of(d.transports) for d in self._state.devices.values()
+                   if d.tenant_id == device.tenant_id and d.id != device.id):
+                raise AlreadyExists(f"SIM {iccid} is already in another device", reason="ICCID_IN_USE",
+                                    metadata={"iccid": iccid})
 
     async def get(self, device_id: str) -> Device | None:
         device = self._state.devices.get(device_id)
@@ -167,6 +195,11 @@ class FakeDeviceRepository(Repository):
                 del self._state.sensors[key]
             for key in [k for k in self._state.modules if k[0] == device_id]:
                 del self._state.modules[key]
+            for member in [k for k in self._state.group_members if k[2] == device_id]:
+                del self._state.group_members[member]
+            for key in [k for k in self._state.device_secrets if k[0] == device_id]:
+                del self._state.device_secrets[key]
+            self._state.registrations.pop(device_id, None)
 
     async def list(self, query: Page) -> list[Device]:
         return paged(self._mine(), query)
@@ -187,6 +220,11 @@ class FakeRegistryUnitOfWork:
     templates: FakeTemplateRepository
     sensors: FakeSensorRepository
     modules: FakeModuleRepository
+    provisioning_tokens: FakeProvisioningTokenRepository
+    device_secrets: FakeDeviceSecretRepository
+    registrations: FakeRegistrationRepository
+    bulk: FakeBulkDeviceRepository
+    groups: FakeGroupRepository
 
     def __init__(self, store: FakeRegistryStore, scope: Scope) -> None:
         self._store = store
@@ -207,6 +245,11 @@ class FakeRegistryUnitOfWork:
         self.templates = FakeTemplateRepository(self._working, self.scope)
         self.sensors = FakeSensorRepository(self._working, self.scope)
         self.modules = FakeModuleRepository(self._working, self.scope)
+        self.provisioning_tokens = FakeProvisioningTokenRepository(self._working, self.scope)
+        self.device_secrets = FakeDeviceSecretRepository(self._working, self.scope)
+        self.registrations = FakeRegistrationRepository(self._working, self.scope)
+        self.bulk = FakeBulkDeviceRepository(self._working, self.scope)
+        self.groups = FakeGroupRepository(self._working, self.scope)
         return self
 
     def emit(self, payload: Message, *, subject: str, tenant: str | None = None) -> Event:
@@ -285,6 +328,17 @@ def make_module_handlers(store: FakeRegistryStore, clock: Callable[[], datetime]
     return ModuleHandlers(cast(UnitOfWorkFactory, store), PageTokens(PAGE_SECRET), clock=clock or FakeClock())
 
 
+def make_provisioning_handlers(store: FakeRegistryStore, clock: Callable[[], datetime] | None = None
+                               ) -> ProvisioningHandlers:
+    """Provisioning handlers over the fake store, hashing with DEVICE_SECRET_KEY, telling devices MQTT_ENDPOINT."""
+    return ProvisioningHandlers(cast(UnitOfWorkFactory, store), PageTokens(PAGE_SECRET),
+                                SecretHasher(DEVICE_SECRET_KEY), MQTT_ENDPOINT, clock=clock or FakeClock())
+
+
+def make_group_handlers(store: FakeRegistryStore, clock: Callable[[], datetime] | None = None) -> GroupHandlers:
+    return GroupHandlers(cast(UnitOfWorkFactory, store), PageTokens(PAGE_SECRET), clock=clock or FakeClock())
+
+
 def make_template_handlers(store: FakeRegistryStore,
                            clock: Callable[[], datetime] | None = None) -> TemplateHandlers:
     return TemplateHandlers(cast(UnitOfWorkFactory, store), PageTokens(PAGE_SECRET), clock=clock or FakeClock())
@@ -297,4 +351,10 @@ def repository_interfaces() -> Mapping[str, tuple[type, type]]:
             "devices": (FakeDeviceRepository, repository.DeviceRepository),
             "templates": (FakeTemplateRepository, template_repository.TemplateRepository),
             "sensors": (FakeSensorRepository, template_repository.SensorRepository),
-            "modules": (FakeModuleRepository, template_repository.ModuleRepository)}
+            "modules": (FakeModuleRepository, template_repository.ModuleRepository),
+            "provisioning_tokens": (FakeProvisioningTokenRepository,
+                                    provisioning_repository.ProvisioningTokenRepository),
+            "device_secrets": (FakeDeviceSecretRepository, provisioning_repository.DeviceSecretRepository),
+            "registrations": (FakeRegistrationRepository, provisioning_repository.RegistrationRepository),
+            "bulk": (FakeBulkDeviceRepository, bulk_repository.BulkDeviceRepository),
+            "groups": (FakeGroupRepository, group_repository.GroupRepository)}

@@ -4,7 +4,8 @@ like PostgreSQL's, optimistic concurrency errors, and filtering/ordering like `r
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any, TypeVar
 
 from muster.runtime.db import Scope
@@ -13,10 +14,12 @@ from muster.runtime.filtering import matches
 from muster.runtime.listing import Page
 from muster.runtime.pagination import compare_keysets
 from services.registry.domain import Device, Site, Tenant, etag_of
+from services.registry.groups import Group
 from services.registry.modules import Module
+from services.registry.provisioning import DeviceSecret, ProvisioningToken
 from services.registry.templates import DeviceTemplate, Sensor
 
-T = TypeVar("T", Tenant, Site, Device, DeviceTemplate, Sensor, Module)
+T = TypeVar("T", Tenant, Site, Device, DeviceTemplate, Sensor, Module, ProvisioningToken, Group)
 
 # Filter column -> domain attribute, where they differ (the SQL repositories' column maps).
 _RECORD_ATTRS = {"site": "site_id"}
@@ -36,19 +39,31 @@ class RegistryState:
     templates: dict[str, DeviceTemplate] = field(default_factory=dict)
     sensors: dict[tuple[str, str], Sensor] = field(default_factory=dict)
     modules: dict[tuple[str, str], Module] = field(default_factory=dict)
+    provisioning_tokens: dict[str, ProvisioningToken] = field(default_factory=dict)
+    device_secrets: dict[tuple[str, str], DeviceSecret] = field(default_factory=dict)  # (device id, secret id)
+    registrations: dict[str, dict[str, Any]] = field(default_factory=dict)  # device id -> row
+    groups: dict[tuple[str, str], Group] = field(default_factory=dict)  # (tenant, group id)
+    group_members: dict[tuple[str, str, str], datetime] = field(default_factory=dict)  # (tenant, group, device)
 
     def copy(self) -> RegistryState:
-        # Domain objects are frozen dataclasses: copying the dicts is a full snapshot.
-        return RegistryState(dict(self.tenants), dict(self.sites), dict(self.devices), dict(self.templates),
-                             dict(self.sensors), dict(self.modules))
+        # Domain objects are frozen dataclasses (registration rows are never changed in place):
+        # copying every dict is a full snapshot.
+        return RegistryState(**{f.name: dict(getattr(self, f.name)) for f in fields(self)})
 
 
 def stale(name: str, version: int) -> Aborted:
     return Aborted(f"{name} was changed concurrently (expected etag {etag_of(version)})", reason="ETAG_MISMATCH")
 
 
-def record(item: Tenant | Site | Device | DeviceTemplate | Sensor | Module) -> dict[str, Any]:
+def record(item: Tenant | Site | Device | DeviceTemplate | Sensor | Module | ProvisioningToken | Group,
+           ) -> dict[str, Any]:
     """The row as the filter sees it: filter column key -> value (enums as stored ints)."""
+    if isinstance(item, Group):
+        return {"display_name": item.display_name, "type": int(item.type), "labels": dict(item.labels),
+                "create_time": item.create_time, "update_time": item.update_time}
+    if isinstance(item, ProvisioningToken):
+        return {"display_name": item.display_name, "site": item.site_id, "template": item.template_id,
+                "labels": dict(item.labels), "create_time": item.create_time, "expire_time": item.expire_time}
     if isinstance(item, Module):
         return {"slot": item.slot, "template": item.template_id, "serial": item.serial, "label": item.label,
                 "create_time": item.create_time}

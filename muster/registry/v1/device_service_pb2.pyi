@@ -129,7 +129,9 @@ class UpdateDeviceRequest(_message.Message):
     def device(self) -> _resources_pb2.Device: ...
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: display_name, site, labels, notes, location, template; "*" means all of them."""
+        """Fields to change: display_name, site, labels, notes, location, template, transports; "*" means
+        all of them.
+        """
 
     def __init__(
         self,

@@ -23,53 +23,76 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from muster.registry.v1 import group_resources_pb2 as muster_dot_registry_dot_v1_dot_group__resources__pb2
+from muster.registry.v1 import provisioning_resources_pb2 as muster_dot_registry_dot_v1_dot_provisioning__resources__pb2
 from muster.registry.v1 import resources_pb2 as muster_dot_registry_dot_v1_dot_resources__pb2
 from muster.registry.v1 import template_resources_pb2 as muster_dot_registry_dot_v1_dot_template__resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmuster/registry/v1/events.proto\x12\x12muster.registry.v1\x1a google/protobuf/field_mask.proto\x1a\"muster/registry/v1/resources.proto\x1a+muster/registry/v1/template_resources.proto\"C\n\rTenantCreated\x12\x32\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.TenantR\x06tenant\"\x80\x01\n\rTenantUpdated\x12\x32\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.TenantR\x06tenant\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rTenantDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\";\n\x0bSiteCreated\x12,\n\x04site\x18\x01 \x01(\x0b\x32\x18.muster.registry.v1.SiteR\x04site\"x\n\x0bSiteUpdated\x12,\n\x04site\x18\x01 \x01(\x0b\x32\x18.muster.registry.v1.SiteR\x04site\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"!\n\x0bSiteDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"C\n\rDeviceCreated\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\"\x80\x01\n\rDeviceUpdated\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"\xa8\x01\n\x12\x44\x65viceStateChanged\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\x12\x46\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x1f.muster.registry.v1.DeviceStateR\rpreviousState\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\";\n\rDeviceDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serial\"Q\n\x0fTemplateCreated\x12>\n\x08template\x18\x01 \x01(\x0b\x32\".muster.registry.v1.DeviceTemplateR\x08template\"\x8e\x01\n\x0fTemplateUpdated\x12>\n\x08template\x18\x01 \x01(\x0b\x32\".muster.registry.v1.DeviceTemplateR\x08template\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"%\n\x0fTemplateDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"A\n\x0bSensorAdded\x12\x32\n\x06sensor\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.SensorR\x06sensor\"\x80\x01\n\rSensorUpdated\x12\x32\n\x06sensor\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.SensorR\x06sensor\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rSensorRemoved\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"D\n\x0eModuleAssigned\x12\x32\n\x06module\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.ModuleR\x06module\"\x80\x01\n\rModuleUpdated\x12\x32\n\x06module\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.ModuleR\x06module\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rModuleRemoved\x12\x12\n\x04name\x18\x01 \x01(\tR\x04nameb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmuster/registry/v1/events.proto\x12\x12muster.registry.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(muster/registry/v1/group_resources.proto\x1a/muster/registry/v1/provisioning_resources.proto\x1a\"muster/registry/v1/resources.proto\x1a+muster/registry/v1/template_resources.proto\"C\n\rTenantCreated\x12\x32\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.TenantR\x06tenant\"\x80\x01\n\rTenantUpdated\x12\x32\n\x06tenant\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.TenantR\x06tenant\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rTenantDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\";\n\x0bSiteCreated\x12,\n\x04site\x18\x01 \x01(\x0b\x32\x18.muster.registry.v1.SiteR\x04site\"x\n\x0bSiteUpdated\x12,\n\x04site\x18\x01 \x01(\x0b\x32\x18.muster.registry.v1.SiteR\x04site\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"!\n\x0bSiteDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"C\n\rDeviceCreated\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\"\x80\x01\n\rDeviceUpdated\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"\xa8\x01\n\x12\x44\x65viceStateChanged\x12\x32\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.DeviceR\x06\x64\x65vice\x12\x46\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x1f.muster.registry.v1.DeviceStateR\rpreviousState\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\";\n\rDeviceDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serial\"Q\n\x0fTemplateCreated\x12>\n\x08template\x18\x01 \x01(\x0b\x32\".muster.registry.v1.DeviceTemplateR\x08template\"\x8e\x01\n\x0fTemplateUpdated\x12>\n\x08template\x18\x01 \x01(\x0b\x32\".muster.registry.v1.DeviceTemplateR\x08template\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"%\n\x0fTemplateDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"A\n\x0bSensorAdded\x12\x32\n\x06sensor\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.SensorR\x06sensor\"\x80\x01\n\rSensorUpdated\x12\x32\n\x06sensor\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.SensorR\x06sensor\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rSensorRemoved\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"D\n\x0eModuleAssigned\x12\x32\n\x06module\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.ModuleR\x06module\"\x80\x01\n\rModuleUpdated\x12\x32\n\x06module\x18\x01 \x01(\x0b\x32\x1a.muster.registry.v1.ModuleR\x06module\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"#\n\rModuleRemoved\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"?\n\x0cGroupCreated\x12/\n\x05group\x18\x01 \x01(\x0b\x32\x19.muster.registry.v1.GroupR\x05group\"|\n\x0cGroupUpdated\x12/\n\x05group\x18\x01 \x01(\x0b\x32\x19.muster.registry.v1.GroupR\x05group\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"\"\n\x0cGroupDeleted\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"C\n\x11GroupMembersAdded\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n\x07\x64\x65vices\x18\x02 \x03(\tR\x07\x64\x65vices\"E\n\x13GroupMembersRemoved\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n\x07\x64\x65vices\x18\x02 \x03(\tR\x07\x64\x65vices\"p\n\x18ProvisioningTokenCreated\x12T\n\x12provisioning_token\x18\x01 \x01(\x0b\x32%.muster.registry.v1.ProvisioningTokenR\x11provisioningToken\"p\n\x18ProvisioningTokenRevoked\x12T\n\x12provisioning_token\x18\x01 \x01(\x0b\x32%.muster.registry.v1.ProvisioningTokenR\x11provisioningToken\"\xc9\x01\n\x10\x44\x65viceRegistered\x12\x16\n\x06\x64\x65vice\x18\x01 \x01(\tR\x06\x64\x65vice\x12-\n\x12provisioning_token\x18\x02 \x01(\tR\x11provisioningToken\x12\x16\n\x06serial\x18\x03 \x01(\tR\x06serial\x12<\n\x08hardware\x18\x04 \x01(\x0b\x32 .muster.registry.v1.HardwareInfoR\x08hardware\x12\x18\n\x07\x63laimed\x18\x05 \x01(\x08R\x07\x63laimed\"\x9b\x01\n\x18\x44\x65viceCredentialsChanged\x12\x16\n\x06\x64\x65vice\x18\x01 \x01(\tR\x06\x64\x65vice\x12>\n\x07secrets\x18\x02 \x03(\x0b\x32$.muster.registry.v1.DeviceSecretHashR\x07secrets\x12\'\n\x0frevoke_sessions\x18\x03 \x01(\x08R\x0erevokeSessions\"p\n\x10\x44\x65viceSecretHash\x12\x1f\n\x0bhmac_sha256\x18\x01 \x01(\tR\nhmacSha256\x12;\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTimeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'muster.registry.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENANTCREATED']._serialized_start=170
-  _globals['_TENANTCREATED']._serialized_end=237
-  _globals['_TENANTUPDATED']._serialized_start=240
-  _globals['_TENANTUPDATED']._serialized_end=368
-  _globals['_TENANTDELETED']._serialized_start=370
-  _globals['_TENANTDELETED']._serialized_end=405
-  _globals['_SITECREATED']._serialized_start=407
-  _globals['_SITECREATED']._serialized_end=466
-  _globals['_SITEUPDATED']._serialized_start=468
-  _globals['_SITEUPDATED']._serialized_end=588
-  _globals['_SITEDELETED']._serialized_start=590
-  _globals['_SITEDELETED']._serialized_end=623
-  _globals['_DEVICECREATED']._serialized_start=625
-  _globals['_DEVICECREATED']._serialized_end=692
-  _globals['_DEVICEUPDATED']._serialized_start=695
-  _globals['_DEVICEUPDATED']._serialized_end=823
-  _globals['_DEVICESTATECHANGED']._serialized_start=826
-  _globals['_DEVICESTATECHANGED']._serialized_end=994
-  _globals['_DEVICEDELETED']._serialized_start=996
-  _globals['_DEVICEDELETED']._serialized_end=1055
-  _globals['_TEMPLATECREATED']._serialized_start=1057
-  _globals['_TEMPLATECREATED']._serialized_end=1138
-  _globals['_TEMPLATEUPDATED']._serialized_start=1141
-  _globals['_TEMPLATEUPDATED']._serialized_end=1283
-  _globals['_TEMPLATEDELETED']._serialized_start=1285
-  _globals['_TEMPLATEDELETED']._serialized_end=1322
-  _globals['_SENSORADDED']._serialized_start=1324
-  _globals['_SENSORADDED']._serialized_end=1389
-  _globals['_SENSORUPDATED']._serialized_start=1392
-  _globals['_SENSORUPDATED']._serialized_end=1520
-  _globals['_SENSORREMOVED']._serialized_start=1522
-  _globals['_SENSORREMOVED']._serialized_end=1557
-  _globals['_MODULEASSIGNED']._serialized_start=1559
-  _globals['_MODULEASSIGNED']._serialized_end=1627
-  _globals['_MODULEUPDATED']._serialized_start=1630
-  _globals['_MODULEUPDATED']._serialized_end=1758
-  _globals['_MODULEREMOVED']._serialized_start=1760
-  _globals['_MODULEREMOVED']._serialized_end=1795
+  _globals['_TENANTCREATED']._serialized_start=294
+  _globals['_TENANTCREATED']._serialized_end=361
+  _globals['_TENANTUPDATED']._serialized_start=364
+  _globals['_TENANTUPDATED']._serialized_end=492
+  _globals['_TENANTDELETED']._serialized_start=494
+  _globals['_TENANTDELETED']._serialized_end=529
+  _globals['_SITECREATED']._serialized_start=531
+  _globals['_SITECREATED']._serialized_end=590
+  _globals['_SITEUPDATED']._serialized_start=592
+  _globals['_SITEUPDATED']._serialized_end=712
+  _globals['_SITEDELETED']._serialized_start=714
+  _globals['_SITEDELETED']._serialized_end=747
+  _globals['_DEVICECREATED']._serialized_start=749
+  _globals['_DEVICECREATED']._serialized_end=816
+  _globals['_DEVICEUPDATED']._serialized_start=819
+  _globals['_DEVICEUPDATED']._serialized_end=947
+  _globals['_DEVICESTATECHANGED']._serialized_start=950
+  _globals['_DEVICESTATECHANGED']._serialized_end=1118
+  _globals['_DEVICEDELETED']._serialized_start=1120
+  _globals['_DEVICEDELETED']._serialized_end=1179
+  _globals['_TEMPLATECREATED']._serialized_start=1181
+  _globals['_TEMPLATECREATED']._serialized_end=1262
+  _globals['_TEMPLATEUPDATED']._serialized_start=1265
+  _globals['_TEMPLATEUPDATED']._serialized_end=1407
+  _globals['_TEMPLATEDELETED']._serialized_start=1409
+  _globals['_TEMPLATEDELETED']._serialized_end=1446
+  _globals['_SENSORADDED']._serialized_start=1448
+  _globals['_SENSORADDED']._serialized_end=1513
+  _globals['_SENSORUPDATED']._serialized_start=1516
+  _globals['_SENSORUPDATED']._serialized_end=1644
+  _globals['_SENSORREMOVED']._serialized_start=1646
+  _globals['_SENSORREMOVED']._serialized_end=1681
+  _globals['_MODULEASSIGNED']._serialized_start=1683
+  _globals['_MODULEASSIGNED']._serialized_end=1751
+  _globals['_MODULEUPDATED']._serialized_start=1754
+  _globals['_MODULEUPDATED']._serialized_end=1882
+  _globals['_MODULEREMOVED']._serialized_start=1884
+  _globals['_MODULEREMOVED']._serialized_end=1919
+  _globals['_GROUPCREATED']._serialized_start=1921
+  _globals['_GROUPCREATED']._serialized_end=1984
+  _globals['_GROUPUPDATED']._serialized_start=1986
+  _globals['_GROUPUPDATED']._serialized_end=2110
+  _globals['_GROUPDELETED']._serialized_start=2112
+  _globals['_GROUPDELETED']._serialized_end=2146
+  _globals['_GROUPMEMBERSADDED']._serialized_start=2148
+  _globals['_GROUPMEMBERSADDED']._serialized_end=2215
+  _globals['_GROUPMEMBERSREMOVED']._serialized_start=2217
+  _globals['_GROUPMEMBERSREMOVED']._serialized_end=2286
+  _globals['_PROVISIONINGTOKENCREATED']._serialized_start=2288
+  _globals['_PROVISIONINGTOKENCREATED']._serialized_end=2400
+  _globals['_PROVISIONINGTOKENREVOKED']._serialized_start=2402
+  _globals['_PROVISIONINGTOKENREVOKED']._serialized_end=2514
+  _globals['_DEVICEREGISTERED']._serialized_start=2517
+  _globals['_DEVICEREGISTERED']._serialized_end=2718
+  _globals['_DEVICECREDENTIALSCHANGED']._serialized_start=2721
+  _globals['_DEVICECREDENTIALSCHANGED']._serialized_end=2876
+  _globals['_DEVICESECRETHASH']._serialized_start=2878
+  _globals['_DEVICESECRETHASH']._serialized_end=2990
 # @@protoc_insertion_point(module_scope)

@@ -3,9 +3,14 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from muster.registry.v1 import group_resources_pb2 as _group_resources_pb2
+from muster.registry.v1 import provisioning_resources_pb2 as _provisioning_resources_pb2
 from muster.registry.v1 import resources_pb2 as _resources_pb2
 from muster.registry.v1 import template_resources_pb2 as _template_resources_pb2
 import builtins as _builtins
@@ -436,3 +441,260 @@ class ModuleRemoved(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModuleRemoved: _TypeAlias = ModuleRemoved  # noqa: Y015
+
+@_typing.final
+class GroupCreated(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def group(self) -> _group_resources_pb2.Group: ...
+    def __init__(
+        self,
+        *,
+        group: _group_resources_pb2.Group | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupCreated: _TypeAlias = GroupCreated  # noqa: Y015
+
+@_typing.final
+class GroupUpdated(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def group(self) -> _group_resources_pb2.Group: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        group: _group_resources_pb2.Group | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupUpdated: _TypeAlias = GroupUpdated  # noqa: Y015
+
+@_typing.final
+class GroupDeleted(_message.Message):
+    """The group's memberships went with it; the devices stay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupDeleted: _TypeAlias = GroupDeleted  # noqa: Y015
+
+@_typing.final
+class GroupMembersAdded(_message.Message):
+    """Devices joined a STATIC group (only those that were not members before)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    """"groups/{group}"."""
+    @_builtins.property
+    def devices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"devices/{device}" of each new member."""
+
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        devices: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["devices", b"devices", "group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupMembersAdded: _TypeAlias = GroupMembersAdded  # noqa: Y015
+
+@_typing.final
+class GroupMembersRemoved(_message.Message):
+    """Devices left a STATIC group. (Deleting a device drops its memberships without this event:
+    DeviceDeleted says it.)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    @_builtins.property
+    def devices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        devices: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["devices", b"devices", "group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupMembersRemoved: _TypeAlias = GroupMembersRemoved  # noqa: Y015
+
+@_typing.final
+class ProvisioningTokenCreated(_message.Message):
+    """A provisioning token was created (its secret is in no event)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVISIONING_TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def provisioning_token(self) -> _provisioning_resources_pb2.ProvisioningToken: ...
+    def __init__(
+        self,
+        *,
+        provisioning_token: _provisioning_resources_pb2.ProvisioningToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provisioning_token", b"provisioning_token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provisioning_token", b"provisioning_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvisioningTokenCreated: _TypeAlias = ProvisioningTokenCreated  # noqa: Y015
+
+@_typing.final
+class ProvisioningTokenRevoked(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVISIONING_TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def provisioning_token(self) -> _provisioning_resources_pb2.ProvisioningToken: ...
+    def __init__(
+        self,
+        *,
+        provisioning_token: _provisioning_resources_pb2.ProvisioningToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provisioning_token", b"provisioning_token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provisioning_token", b"provisioning_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvisioningTokenRevoked: _TypeAlias = ProvisioningTokenRevoked  # noqa: Y015
+
+@_typing.final
+class DeviceRegistered(_message.Message):
+    """A device registered itself with a provisioning token (created or claimed)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_FIELD_NUMBER: _builtins.int
+    PROVISIONING_TOKEN_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    HARDWARE_FIELD_NUMBER: _builtins.int
+    CLAIMED_FIELD_NUMBER: _builtins.int
+    device: _builtins.str
+    """devices/{id}"""
+    provisioning_token: _builtins.str
+    """provisioningTokens/{id}"""
+    serial: _builtins.str
+    claimed: _builtins.bool
+    """True when an existing device was claimed rather than created."""
+    @_builtins.property
+    def hardware(self) -> _provisioning_resources_pb2.HardwareInfo: ...
+    def __init__(
+        self,
+        *,
+        device: _builtins.str = ...,
+        provisioning_token: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        hardware: _provisioning_resources_pb2.HardwareInfo | None = ...,
+        claimed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hardware", b"hardware"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claimed", b"claimed", "device", b"device", "hardware", b"hardware", "provisioning_token", b"provisioning_token", "serial", b"serial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceRegistered: _TypeAlias = DeviceRegistered  # noqa: Y015
+
+@_typing.final
+class DeviceCredentialsChanged(_message.Message):
+    """The device edge keeps these to check MQTT logins: sent when a device gets its first secret and on
+    every rotation. Suspend/retire/delete are DeviceStateChanged / DeviceDeleted.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEVICE_FIELD_NUMBER: _builtins.int
+    SECRETS_FIELD_NUMBER: _builtins.int
+    REVOKE_SESSIONS_FIELD_NUMBER: _builtins.int
+    device: _builtins.str
+    """devices/{id}"""
+    revoke_sessions: _builtins.bool
+    """The device must be disconnected now (rotation without grace, revocation)."""
+    @_builtins.property
+    def secrets(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeviceSecretHash]:
+        """Every secret hash valid now, each with its expiry (unset = no expiry)."""
+
+    def __init__(
+        self,
+        *,
+        device: _builtins.str = ...,
+        secrets: _abc.Iterable[Global___DeviceSecretHash] | None = ...,
+        revoke_sessions: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "revoke_sessions", b"revoke_sessions", "secrets", b"secrets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceCredentialsChanged: _TypeAlias = DeviceCredentialsChanged  # noqa: Y015
+
+@_typing.final
+class DeviceSecretHash(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HMAC_SHA256_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    hmac_sha256: _builtins.str
+    """hex HMAC-SHA256(device_secret_key, secret)"""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        hmac_sha256: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "hmac_sha256", b"hmac_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceSecretHash: _TypeAlias = DeviceSecretHash  # noqa: Y015

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from muster.registry.v1 import transports_pb2 as _transports_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -233,6 +234,7 @@ class Device(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
+    TRANSPORTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "devices/{device}". The id is issued by the server: 20 characters of
     [a-z0-9], safe as an MQTT topic segment and a NATS subject token.
@@ -258,6 +260,12 @@ class Device(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def transports(self) -> _containers.RepeatedCompositeFieldContainer[_transports_pb2.Transport]:
+        """How the device reaches the platform (at most 8): protocol and physical link, e.g. MQTT over
+        cellular with the SIM's ICCID. Replaced as a whole by UpdateDevice with update_mask "transports".
+        """
+
     def __init__(
         self,
         *,
@@ -273,10 +281,11 @@ class Device(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         template: _builtins.str = ...,
+        transports: _abc.Iterable[_transports_pb2.Transport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "location", b"location", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "location", b"location", "name", b"name", "notes", b"notes", "serial", b"serial", "site", b"site", "state", b"state", "template", b"template", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "location", b"location", "name", b"name", "notes", b"notes", "serial", b"serial", "site", b"site", "state", b"state", "template", b"template", "transports", b"transports", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,125 @@
+"""The ingest process: capture-stream consumers, the registry projection, partition maintenance and
+the telemetry query API, wired from settings in one bootstrap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from functools import partial
+from typing import Any
+
+from muster.ingest.v1 import log_service_pb2_grpc, telemetry_service_pb2_grpc
+from muster.runtime.auth import TokenCodec, derive_key
+from muster.runtime.bus import EventConsumer, connect, ensure_events_stream
+from muster.runtime.db import Database, create_engine
+from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
+from muster.runtime.logging import configure_logging
+from muster.runtime.metrics import GrpcMetrics
+from muster.runtime.pagination import PageTokens
+from services.ingest import projection
+from services.ingest.access import ACCESS_POLICY
+from services.ingest.capture import LOGS, TELEMETRY
+from services.ingest.config import IngestSettings
+from services.ingest.consumer import ConsumerSettings, StreamConsumer
+from services.ingest.handlers import TelemetryHandlers
+from services.ingest.log_servicer import DeviceLogServicer
+from services.ingest.logs import LogProcessor
+from services.ingest.metrics import IngestMetrics
+from services.ingest.partitions import PartitionMaintenance, RetentionPolicy
+from services.ingest.payloads import Limits
+from services.ingest.pipeline import Pipeline
+from services.ingest.processing import BatchProcessor, TelemetryProcessor
+from services.ingest.profiles import ProfileCache, ProjectionProfiles
+from services.ingest.ratelimit import RateLimiter
+from services.ingest.servicer import TelemetryServicer
+from services.ingest.store import LogStore, TelemetryStore, create_pool
+from services.ingest.tables import infrastructure
+
+
+def retention_policies(settings: IngestSettings) -> list[RetentionPolicy]:
+    return [
+        RetentionPolicy("telemetry", settings.ingest_retention_days, settings.max_past.days,
+                        settings.ingest_partitions_ahead_days, settings.ingest_tenant_retention_days),
+        RetentionPolicy("device_logs", settings.ingest_log_retention_days, settings.max_past.days,
+                        settings.ingest_partitions_ahead_days, {}),
+    ]
+
+
+def pipelines(settings: IngestSettings, pool: object) -> tuple[Pipeline[Any], Pipeline[Any]]:
+    """The telemetry and the device-log pipelines: shared limits and profile cache, a rate limit each."""
+    limits = Limits(max_payload_bytes=settings.ingest_max_payload_bytes,
+                    max_batch_entries=settings.ingest_max_batch_entries,
+                    max_future=settings.max_future, max_past=settings.max_past)  # capped by the retention
+
+    def processor(kind: type[BatchProcessor[Any]]) -> BatchProcessor[Any]:
+        limiter = RateLimiter(settings.ingest_rate_per_second, settings.ingest_rate_burst,
+                              settings.ingest_rate_notice_seconds)
+        return kind(limits, limiter, unknown_device_retries=settings.ingest_unknown_device_retries,
+                    monotonic=time.monotonic)
+
+    profiles = ProfileCache(ProjectionProfiles(pool), ttl=settings.ingest_profile_ttl_seconds,
+                            monotonic=time.monotonic)
+    return (Pipeline(processor(TelemetryProcessor), profiles, TelemetryStore(pool)),
+            Pipeline(processor(LogProcessor), profiles, LogStore(pool)))
+
+
+def consumer_settings(settings: IngestSettings, durable: str) -> ConsumerSettings:
+    return ConsumerSettings(durable=durable, deliver_group=durable,
+                            batch_max_messages=settings.ingest_batch_max_messages,
+                            batch_max_wait_seconds=settings.ingest_batch_max_wait_seconds,
+                            max_ack_pending=settings.ingest_max_ack_pending,
+                            ack_wait_seconds=settings.ingest_ack_wait_seconds)
+
+
+async def serve(settings: IngestSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    secret = settings.token_secret()
+    tokens = TokenCodec(secret)
+    url = settings.database_url.get_secret_value()
+    db = Database(create_engine(url, pool_size=settings.database_pool_size))
+    pool = await create_pool(url)
+    nc = await connect(settings.nats_url.get_secret_value(), name=settings.service_name)
+    js = nc.jetstream()
+    await ensure_events_stream(js)
+    maintenance = PartitionMaintenance(pool, retention_policies(settings),
+                                       interval=settings.ingest_maintenance_interval_seconds)
+    await maintenance.run_once()  # partitions exist before the first write
+    metrics = GrpcMetrics()
+    ingest_metrics = IngestMetrics(metrics.registry)
+    telemetry_pipeline, log_pipeline = pipelines(settings, pool)
+    telemetry = StreamConsumer(nc, js, TELEMETRY, telemetry_pipeline, consumer_settings(settings, "ingest-telemetry"),
+                               ingest_metrics)
+    device_logs = StreamConsumer(nc, js, LOGS, log_pipeline, consumer_settings(settings, "ingest-logs"),
+                                 ingest_metrics)
+    registry_events = EventConsumer(js, db, infrastructure, durable=projection.DURABLE,
+                                    filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event)
+    handlers = TelemetryHandlers(db, PageTokens(derive_key(secret, "page-tokens")))
+    bindings = [ServiceBinding("muster.ingest.v1.TelemetryService",
+                               partial(telemetry_service_pb2_grpc.add_TelemetryServiceServicer_to_server,
+                                       TelemetryServicer(handlers))),
+                ServiceBinding("muster.ingest.v1.DeviceLogService",
+                               partial(log_service_pb2_grpc.add_DeviceLogServiceServicer_to_server,
+                                       DeviceLogServicer(handlers)))]
+
+    async def close() -> None:
+        # Not drain(): the push subscriptions would wait out its timeout. Unacked messages are simply
+        # redelivered; acks already written are flushed first.
+        with contextlib.suppress(Exception):
+            await nc.flush(timeout=2)
+        await nc.close()
+        await pool.close()
+        await db.close()
+
+    await run_grpc_server(settings, bindings, access_policy=ACCESS_POLICY, token_codec=tokens, metrics=metrics,
+                          background=[telemetry.run, device_logs.run, registry_events.run, maintenance.run],
+                          on_stop=[close])
+
+
+def main() -> None:
+    settings = IngestSettings(service_name="ingest")  # the rest from MUSTER_* env
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
