@@ -7,15 +7,14 @@ tenant."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
-from helpers import PlatformLike, service_db_url, unique_id
+from helpers import unique_id
 from sqlalchemy import text
 
 from muster.runtime.auth import Principal, Role
-from muster.runtime.db import Database, Scope, create_engine
+from muster.runtime.db import Database, Scope
 from muster.runtime.errors import AlreadyExists, FailedPrecondition, MusterError, NotFound
 from muster.runtime.pagination import PageTokens
 from muster.runtime.secrets import verify_device_secret
@@ -28,25 +27,15 @@ from services.registry.provisioning_handlers import (
     ProvisioningHandlers,
     RegisterDevice,
 )
-from services.registry.unit_of_work import RegistryUnitOfWork, unit_of_work_factory
+
+from .registry_db_support import UowFactory
+from .registry_db_support import db as db  # fixture
+from .registry_db_support import uow as uow  # fixture
 
 pytestmark = pytest.mark.platform
 
 KEY = b"integration-device-secret-key-0123456789"
 CONCURRENT = 8
-UowFactory = Callable[[Scope], RegistryUnitOfWork]
-
-
-@pytest.fixture(scope="module")
-async def db(platform: PlatformLike) -> AsyncIterator[Database]:
-    database = Database(create_engine(service_db_url(platform), pool_size=CONCURRENT))
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def uow(db: Database) -> UowFactory:
-    return unit_of_work_factory(db, asyncio.Event())
 
 
 @pytest.fixture

@@ -5,44 +5,32 @@ memberships and SIM rows; the repositories round-trip every field; and a device 
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import string
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import pytest
-from helpers import PlatformLike, service_db_url, unique_id
+from helpers import unique_id
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from muster.runtime.db import Database, Scope, create_engine
+from muster.runtime.db import Database, Scope
 from muster.runtime.errors import AlreadyExists
 from muster.runtime.listing import Page
 from services.registry.domain import Device, Tenant, new_device_id
 from services.registry.groups import Group, GroupType
 from services.registry.transport_repository import IccidIndex
 from services.registry.transports import Cellular, Lora, Protocol, Serial, SerialStandard, Transport, Wifi, luhn_valid
-from services.registry.unit_of_work import RegistryUnitOfWork, unit_of_work_factory
+
+from .registry_db_support import UowFactory
+from .registry_db_support import db as db  # fixture
+from .registry_db_support import uow as uow  # fixture
 
 pytestmark = pytest.mark.platform
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-UowFactory = Callable[[Scope], RegistryUnitOfWork]
 EVERYTHING = Page(filter=None, order=(), after=None, limit=500, fingerprint="")
-
-
-@pytest.fixture(scope="module")
-async def db(platform: PlatformLike) -> AsyncIterator[Database]:
-    database = Database(create_engine(service_db_url(platform), pool_size=2))
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def uow(db: Database) -> UowFactory:
-    return unit_of_work_factory(db, asyncio.Event())
 
 
 def _new_iccid() -> str:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import PlatformLike, service_db_url, unique_id
+from helpers import unique_id
 from sqlalchemy import select
 
 from muster.registry.v1 import events_pb2 as ev
-from muster.runtime.db import Database, Scope, create_engine
+from muster.runtime.db import Scope
 from muster.runtime.errors import Aborted, AlreadyExists, InvalidArgument
 from muster.runtime.filtering import matches
 from muster.runtime.listing import Listing
@@ -21,24 +20,15 @@ from muster.runtime.pagination import PageTokens, compare_keysets
 from services.registry import listings
 from services.registry.domain import Device, DeviceState, Location, Site, Tenant, new_device_id
 from services.registry.tables import infrastructure
-from services.registry.unit_of_work import RegistryUnitOfWork, unit_of_work_factory
+from services.registry.unit_of_work import RegistryUnitOfWork
+
+from .registry_db_support import db as db  # fixture
+from .registry_db_support import uow as uow  # fixture
 
 pytestmark = pytest.mark.platform
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PAGES = PageTokens(b"integration-test-page-secret-000")
-
-
-@pytest.fixture(scope="module")
-async def db(platform: PlatformLike) -> AsyncIterator[Database]:
-    database = Database(create_engine(service_db_url(platform), pool_size=4))
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def uow(db: Database) -> Callable[[Scope], RegistryUnitOfWork]:
-    return unit_of_work_factory(db, asyncio.Event())
 
 
 @pytest.fixture

@@ -5,22 +5,20 @@ migrations match the tables (`alembic check`)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from helpers import PlatformLike, owner_db_url, service_db_url, unique_id
+from helpers import PlatformLike, owner_db_url, unique_id
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from muster.registry.v1 import events_pb2 as ev
-from muster.runtime.db import Database, Scope, create_engine
+from muster.runtime.db import Database, Scope
 from muster.runtime.errors import FailedPrecondition
 from muster.runtime.listing import Page
 from services.registry.domain import Device, Tenant, new_device_id
@@ -35,25 +33,15 @@ from services.registry.templates import (
     SlotDefinition,
     new_template_id,
 )
-from services.registry.unit_of_work import RegistryUnitOfWork, unit_of_work_factory
+
+from .registry_db_support import UowFactory
+from .registry_db_support import db as db  # fixture
+from .registry_db_support import uow as uow  # fixture
 
 pytestmark = pytest.mark.platform
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-UowFactory = Callable[[Scope], RegistryUnitOfWork]
 EVERYTHING = Page(filter=None, order=(), after=None, limit=500, fingerprint="")
-
-
-@pytest.fixture(scope="module")
-async def db(platform: PlatformLike) -> AsyncIterator[Database]:
-    database = Database(create_engine(service_db_url(platform), pool_size=2))
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def uow(db: Database) -> UowFactory:
-    return unit_of_work_factory(db, asyncio.Event())
 
 
 @dataclass(frozen=True)

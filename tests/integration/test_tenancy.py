@@ -4,22 +4,23 @@ another's rows, even with no WHERE clause at all, and the role cannot switch the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from helpers import SERVICE_ROLE, PlatformLike, service_db_url, unique_id
+from helpers import SERVICE_ROLE, unique_id
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muster.registry.v1 import events_pb2 as ev
-from muster.runtime.db import Database, Scope, create_engine
+from muster.runtime.db import Database, Scope
 from services.registry.domain import Device, Site, Tenant, new_device_id
 from services.registry.tables import TENANT_OWNED
 from services.registry.unit_of_work import unit_of_work_factory
+
+from .registry_db_support import db as db  # fixture
 
 pytestmark = pytest.mark.platform
 
@@ -32,13 +33,6 @@ class TwoTenants:
     b: str
     a_devices: frozenset[str]
     b_devices: frozenset[str]
-
-
-@pytest.fixture(scope="module")
-async def db(platform: PlatformLike) -> AsyncIterator[Database]:
-    database = Database(create_engine(service_db_url(platform), pool_size=2))
-    yield database
-    await database.close()
 
 
 @pytest.fixture
