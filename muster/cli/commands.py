@@ -15,6 +15,7 @@ import grpc
 from muster.cli import output as out
 from muster.cli.client import Connection, Session, fail, list_all, run
 from muster.cli.options import Output, label_changes, parse_location
+from muster.registry.v1 import group_resources_pb2 as gpb
 from muster.registry.v1 import resources_pb2 as pb
 
 
@@ -82,7 +83,7 @@ def show_list(connection: Connection, key: str, rpc: Rpc[Req, Any], request: Cal
     out.emit_list(key, items, next_page_token, output, columns)
 
 
-def update_mask(changed: pb.Site | pb.Device, fields: Mapping[str, Any], label: list[str] | None,
+def update_mask(changed: pb.Site | pb.Device | gpb.Group, fields: Mapping[str, Any], label: list[str] | None,
                 clear_labels: bool, location: str | None, options: str) -> list[str]:
     """Set the fields given (not None), then labels and location, on `changed`; return their paths for the
     update mask. Exits with usage code 2 when nothing was given (`options` names what could have been)."""
@@ -92,7 +93,7 @@ def update_mask(changed: pb.Site | pb.Device, fields: Mapping[str, Any], label: 
     if (labels := label_changes(label, clear_labels)) is not None:
         changed.labels.update(labels)
         mask.append("labels")
-    if location is not None:
+    if location is not None and not isinstance(changed, gpb.Group):
         changed.location.CopyFrom(parse_location(location))
         mask.append("location")
     if not mask:
