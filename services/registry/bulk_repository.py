@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, Text, any_, bindparam, select, update
+from sqlalchemy import ARRAY, Text, any_, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muster.runtime.bulk_insert import insert_rows
+from muster.runtime.db import TENANT_SETTING
 from muster.runtime.errors import AlreadyExists
 from services.registry import tables
 from services.registry.domain import Device
@@ -31,22 +32,32 @@ class BatchConflict(AlreadyExists):
     reason = "SERIAL_EXISTS"
 
 
+# Literal SQL on purpose: as bind parameters, the generic plan could not prove `serial <> ''` (the
+# partial index's predicate) and would scan.
+_OWN_TENANT_SERIAL = text(f"{tables.devices.fullname}.tenant_id = current_setting('{TENANT_SETTING}', true) "
+                          f"AND {tables.devices.fullname}.serial <> ''")
+
+
 class BulkDeviceRepository:
     t = tables.devices
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def _select(self, column: Any, values: Collection[str]) -> list[Device]:
+    async def _select(self, column: Any, values: Collection[str], *also: Any) -> list[Device]:
         if not values:
             return []
-        stmt = select(self.t).where(column == any_(bindparam("values", list(values), type_=ARRAY(Text))))
+        stmt = select(self.t).where(column == any_(bindparam("values", list(values), type_=ARRAY(Text))), *also)
         return [DeviceRepository._from_row(row) for row in await self._conn.execute(stmt)]
 
     async def by_serials(self, serials: Collection[str]) -> dict[str, Device]:
-        """Row-level security limits it to the tenant. (Adding `tenant_id = ... AND serial <> ''` made
-        the prepared statement's generic plan ~20x slower: measured, keep it plain.)"""
-        return {d.serial: d for d in await self._select(self.t.c.serial, serials)}
+        """One round trip per batch. Row-level security alone would limit it to the tenant, but only
+        as a filter over a scan of every tenant's devices; naming the tenant setting (a stable
+        function, so the generic plan keeps it) and `serial <> ''` lets PostgreSQL use the partial
+        (tenant_id, serial) index. Measured: 500 serials among 30k devices, seq scan 16-25 ms,
+        index 6-13 ms, and the scan grows with the whole table. (A bind parameter for the tenant
+        instead of the setting gave a ~20x slower generic plan.)"""
+        return {d.serial: d for d in await self._select(self.t.c.serial, serials, _OWN_TENANT_SERIAL)}
 
     async def by_ids(self, ids: Collection[str]) -> dict[str, Device]:
         return {d.id: d for d in await self._select(self.t.c.id, ids)}
