@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import random
-import struct
 import sys
 import time
 import uuid
@@ -39,24 +38,9 @@ from muster.registry.v1 import resources_pb2 as pb
 from muster.runtime.bus import EVENTS_STREAM
 from muster.runtime.events import nats_subject, new_event
 from muster.runtime.secrets import device_secret_hash, new_device_secret, parse_device_secret_key
+from muster.simulator.mqtt import connect_packet
 
 CONNECT_TIMEOUT = 10.0
-
-
-def connect_packet(client_id: str, username: str, password: str, keepalive: int = 300) -> bytes:
-    """An MQTT 3.1.1 CONNECT with clean session, username and password."""
-    def text(value: str) -> bytes:
-        raw = value.encode()
-        return struct.pack("!H", len(raw)) + raw
-    body = text("MQTT") + bytes([4, 0b11000010]) + struct.pack("!H", keepalive)
-    body += text(client_id) + text(username) + text(password)
-    length, encoded = len(body), bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        encoded.append(byte | (0x80 if length else 0))
-        if not length:
-            break
-    return bytes([0x10]) + bytes(encoded) + body
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from muster.cli import devices, groups, provisioning_tokens, sites, tenants, tokens
+from muster.cli.simulate import simulate_command
 from muster.cli.up import up
 
 app = typer.Typer(no_args_is_help=True)
@@ -15,6 +16,7 @@ app.add_typer(sites.app, name="sites")
 app.add_typer(devices.app, name="devices")
 app.add_typer(groups.app, name="groups")
 app.add_typer(provisioning_tokens.app, name="provisioning-tokens")
+app.command("simulate")(simulate_command)
 
 
 @app.callback()

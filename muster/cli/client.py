@@ -64,14 +64,18 @@ def read_endpoints(data_dir: Path) -> dict[str, Any]:
     return content
 
 
+def data_dir_of(connection: Connection) -> Path:
+    """--data-dir, else $MUSTER_DATA_DIR, else the default data dir."""
+    return connection.data_dir or (
+        Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else default_data_dir())
+
+
 def resolve_target(connection: Connection) -> Target:
     """Explicit option or env var first, then the running platform's endpoints.json, then the default port."""
     address, token = connection.grpc, connection.token
     endpoints: dict[str, Any] = {}
     if not address or not token:
-        data_dir = connection.data_dir or (
-            Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else default_data_dir())
-        endpoints = read_endpoints(data_dir)
+        endpoints = read_endpoints(data_dir_of(connection))
     grpc_endpoints = endpoints.get("grpc")
     registry = grpc_endpoints.get("registry") if isinstance(grpc_endpoints, dict) else None
     admin_token = endpoints.get("admin_token")
