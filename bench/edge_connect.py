@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and the project i
 import asyncpg
 import nats
 
+from bench._mqtt_connect import connect_packet
 from bench._registry_config import log
 from bench._registry_platform import started_platform
 from muster.registry.v1 import events_pb2 as ev
@@ -38,7 +39,6 @@ from muster.registry.v1 import resources_pb2 as pb
 from muster.runtime.bus import EVENTS_STREAM
 from muster.runtime.events import nats_subject, new_event
 from muster.runtime.secrets import device_secret_hash, new_device_secret, parse_device_secret_key
-from muster.simulator.mqtt import connect_packet
 
 CONNECT_TIMEOUT = 10.0
 

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from muster.simulator.connection import DeviceConnection, MqttRefused, Will
 from muster.simulator.metrics import Readings, birth, telemetry
-from muster.simulator.mqtt import MqttClient, MqttRefused, Will
 from muster.simulator.stats import Counters
 
 TOPIC_PREFIX = "muster/v1/devices"
@@ -44,7 +44,7 @@ class SimulatedDevice:
         self.credentials = credentials
         self.readings = Readings.seeded(credentials.id)
         self._counters, self._window = counters, window
-        self._client: MqttClient | None = None
+        self._client: DeviceConnection | None = None
         self._telemetry_ids: set[int] = set()
         self.connected = False
         self.ever_connected = asyncio.Event()
@@ -79,7 +79,7 @@ class SimulatedDevice:
         """Stay connected until `stop`; then say goodbye (status offline, DISCONNECT)."""
         first = True
         while not stop.is_set():
-            client = MqttClient(self._on_ack, self._on_message)
+            client = DeviceConnection(self._on_ack, self._on_message)
             try:
                 await client.connect(host, port, f"{self.credentials.id}-sim", self.credentials.id,
                                      self.credentials.secret,
@@ -100,10 +100,10 @@ class SimulatedDevice:
             if stop.is_set():
                 await self._goodbye(client)
             else:
-                await client.disconnect(graceful=False)
+                await client.disconnect()
                 await self._back_off(stop)
 
-    async def _live(self, client: MqttClient, stop: asyncio.Event, heartbeat_seconds: float) -> None:
+    async def _live(self, client: DeviceConnection, stop: asyncio.Event, heartbeat_seconds: float) -> None:
         """Heartbeats until the connection drops or the run stops."""
         closed = asyncio.create_task(client.closed.wait())
         stopping = asyncio.create_task(stop.wait())
@@ -118,14 +118,14 @@ class SimulatedDevice:
             for task in (closed, stopping):
                 task.cancel()
 
-    async def _goodbye(self, client: MqttClient, settle: float = 10.0) -> None:
+    async def _goodbye(self, client: DeviceConnection, settle: float = 10.0) -> None:
         """Wait (bounded) for outstanding PUBACKs, announce offline, disconnect cleanly."""
         if self._telemetry_ids and not client.closed.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), settle)
         with contextlib.suppress(ConnectionError):
             client.publish(topic(self.credentials.id, "status"), OFFLINE)
-        await client.disconnect(graceful=True)
+        await client.disconnect()
 
     @staticmethod
     async def _back_off(stop: asyncio.Event) -> None:

@@ -1,16 +1,22 @@
 """The simulator's pure parts: spreading the rate over devices, the readings, the counters and rates,
-the state file that makes a rerun reuse its devices, and the MQTT packets it writes."""
+the state file that makes a rerun reuse its devices, and its MQTT connection (gmqtt)
+against an in-process fake broker."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import struct
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from muster.simulator import fleet
+from muster.simulator.connection import DeviceConnection, MqttRefused, Will
 from muster.simulator.device import Credentials
 from muster.simulator.metrics import METRICS_PER_MESSAGE, Readings
-from muster.simulator.mqtt import Will, connect_packet, publish_packet
 from muster.simulator.schedule import Pacer, RoundRobin
 from muster.simulator.stats import Stats
 
@@ -104,15 +110,81 @@ def test_a_failed_registration_keeps_the_devices_registered_before_it(tmp_path: 
     assert len(fleet.load(state)) == 3
 
 
-def test_connect_packet_carries_the_will_and_the_credentials() -> None:
-    raw = connect_packet("c1", "dev", "pw", keepalive=60, will=Will("t/status", b'{"online": false}'))
-    assert raw[0] == 0x10 and raw[2:8] == b"\x00\x04MQTT" and raw[8] == 4
-    assert raw[9] == 0b11001110  # username, password, will QoS 1, will flag, clean session
-    assert raw.endswith(b"\x00\x03dev\x00\x02pw") and b'\x00\x11{"online": false}' in raw
+class _FakeBroker:
+    """Just enough MQTT 3.1.1 server: records the CONNECT, answers CONNACK (with `return_code`), SUBACK and
+    a PUBACK for each QoS 1 PUBLISH except those whose payload is b"hold"."""
+
+    def __init__(self, return_code: int = 0) -> None:
+        self.return_code = return_code
+        self.connect: bytes = b""
+        self.published: list[tuple[str, bytes]] = []
+        self.disconnected = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                first = (await reader.readexactly(1))[0]
+                length, shift = 0, 0
+                while (byte := (await reader.readexactly(1))[0]) & 0x80:
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                body = await reader.readexactly(length | (byte << shift))
+                kind = first & 0xF0
+                if kind == 0x10:
+                    self.connect = body
+                    writer.write(bytes([0x20, 2, 0, self.return_code]))
+                elif kind == 0x80:
+                    writer.write(bytes([0x90, 3]) + body[:2] + b"\x01")
+                elif kind == 0x30:
+                    (topic_length,) = struct.unpack("!H", body[:2])
+                    packet_id, payload = body[2 + topic_length:4 + topic_length], body[4 + topic_length:]
+                    self.published.append((body[2:2 + topic_length].decode(), payload))
+                    if payload != b"hold":
+                        writer.write(bytes([0x40, 2]) + packet_id)
+                elif kind == 0xE0:
+                    self.disconnected.set()
+        writer.close()
 
 
-def test_publish_packet_is_qos1_with_its_packet_id_and_a_multi_byte_length() -> None:
-    payload = b"x" * 300
-    raw = publish_packet("a/b", payload, 513)
-    assert raw[0] == 0x32 and raw[1:3] == bytes([0x80 | (307 % 128), 307 // 128])
-    assert raw[3:8] == b"\x00\x03a/b" and raw[8:10] == b"\x02\x01" and raw[10:] == payload
+async def _with_broker(broker: _FakeBroker, body: Callable[[int], Awaitable[None]]) -> None:
+    server = await asyncio.start_server(broker.serve, "127.0.0.1", 0)
+    async with server:
+        await body(server.sockets[0].getsockname()[1])
+
+
+def test_a_connection_sends_credentials_and_will_over_mqtt_311_and_reports_each_puback_once() -> None:
+    broker, acked = _FakeBroker(), list[int]()
+
+    async def scenario(port: int) -> None:
+        connection = DeviceConnection(acked.append, lambda *_: None)
+        await connection.connect("127.0.0.1", port, "c1", "dev", "pw",
+                                 will=Will("t/status", b'{"online": false}'), connect_timeout=5)
+        first = connection.publish("t/telemetry", b"one")
+        held = connection.publish("t/telemetry", b"hold")
+        second = connection.publish("t/telemetry", b"two")
+        for _ in range(200):
+            if len(acked) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert acked == [first, second] and connection.in_flight == {held}
+        assert len({first, held, second}) == 3
+        await connection.disconnect()
+        await asyncio.wait_for(broker.disconnected.wait(), 5)
+        assert connection.closed.is_set()
+
+    asyncio.run(_with_broker(broker, scenario))
+    assert broker.connect[:7] == b"\x00\x04MQTT\x04"  # protocol level 4: MQTT 3.1.1
+    assert broker.connect[7] == 0b11001110  # username, password, will QoS 1, will flag, clean session
+    assert broker.connect.endswith(b"\x00\x03dev\x00\x02pw") and b'\x00\x11{"online": false}' in broker.connect
+    assert [t for t, _ in broker.published] == ["t/telemetry"] * 3
+
+
+def test_a_refused_connect_raises_mqtt_refused_and_leaves_the_connection_unusable() -> None:
+    async def scenario(port: int) -> None:
+        connection = DeviceConnection(lambda _: None, lambda *_: None)
+        with pytest.raises(MqttRefused):
+            await connection.connect("127.0.0.1", port, "c1", "dev", "wrong", connect_timeout=5)
+        with pytest.raises(ConnectionError):
+            connection.publish("t/telemetry", b"x")
+
+    asyncio.run(_with_broker(_FakeBroker(return_code=5), scenario))
