@@ -39,6 +39,11 @@ class IngestSettings(ServiceSettings):
     ingest_unknown_device_retries: int = Field(
         3, ge=1, description="Deliveries of a message from a device not (yet) in the projection before "
                              "it is refused (the projection may lag the registry by a moment).")
+    ingest_latest_notify_interval_seconds: float = Field(
+        5.0, gt=0, description="How often changed latest values go to the registry (LatestTelemetryChanged "
+                               "events): a device appears at most once per interval, however fast it sends.")
+    ingest_latest_notify_max_readings: int = Field(
+        1000, ge=1, description="Most readings in one LatestTelemetryChanged event.")
 
     @property
     def max_future(self) -> timedelta:

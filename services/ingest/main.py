@@ -11,7 +11,7 @@ from typing import Any
 
 from muster.ingest.v1 import log_service_pb2_grpc, telemetry_service_pb2_grpc
 from muster.runtime.auth import TokenCodec, derive_key
-from muster.runtime.bus import EventConsumer, connect, ensure_events_stream
+from muster.runtime.bus import EventConsumer, OutboxRelay, connect, ensure_events_stream
 from muster.runtime.db import Database, create_engine
 from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
 from muster.runtime.logging import configure_logging
@@ -23,6 +23,7 @@ from services.ingest.capture import LOGS, TELEMETRY
 from services.ingest.config import IngestSettings
 from services.ingest.consumer import ConsumerSettings, StreamConsumer
 from services.ingest.handlers import TelemetryHandlers
+from services.ingest.latest_notifier import LatestNotifier
 from services.ingest.log_servicer import DeviceLogServicer
 from services.ingest.logs import LogProcessor
 from services.ingest.metrics import IngestMetrics
@@ -94,6 +95,10 @@ async def serve(settings: IngestSettings) -> None:
                                  ingest_metrics)
     registry_events = EventConsumer(js, db, infrastructure, durable=projection.DURABLE,
                                     filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event)
+    published = asyncio.Event()
+    relay = OutboxRelay(db, infrastructure, js, wakeup=published)
+    notifier = LatestNotifier(db, infrastructure, interval=settings.ingest_latest_notify_interval_seconds,
+                              max_readings=settings.ingest_latest_notify_max_readings, published=published)
     handlers = TelemetryHandlers(db, PageTokens(derive_key(secret, "page-tokens")))
     bindings = [ServiceBinding("muster.ingest.v1.TelemetryService",
                                partial(telemetry_service_pb2_grpc.add_TelemetryServiceServicer_to_server,
@@ -112,7 +117,8 @@ async def serve(settings: IngestSettings) -> None:
         await db.close()
 
     await run_grpc_server(settings, bindings, access_policy=ACCESS_POLICY, token_codec=tokens, metrics=metrics,
-                          background=[telemetry.run, device_logs.run, registry_events.run, maintenance.run],
+                          background=[telemetry.run, device_logs.run, registry_events.run, maintenance.run,
+                                      notifier.run, relay.run],
                           on_stop=[close])
 
 

@@ -1,16 +1,20 @@
 """Ingest's projection of the registry, fed by the registry's events (a durable, idempotent
 `EventConsumer`): device -> tenant, template and lifecycle state; templates' metric definitions;
 modules' `metric_key_map`. Upserts only move forward in `update_time`, so a redelivered or late
-event never overwrites a newer state. Deleting a device forgets it (its telemetry is then refused).
+event never overwrites a newer state. Deleting a device forgets it (its telemetry is then refused) and
+leaves a tombstone stamped with the deletion's event time (as the edge's projection does): a device or
+module event of that device from before the deletion, applied after it (replicas, redelivery), is
+dropped instead of bringing the device back. Events of one device are serialised by a transaction-level
+advisory lock, so two replicas cannot interleave a deletion with a late upsert.
 """
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,7 +22,7 @@ from muster.events.v1.event_pb2 import Event
 from muster.registry.v1 import events_pb2 as ev
 from muster.registry.v1 import resources_pb2 as pb
 from muster.registry.v1 import template_resources_pb2 as tpb
-from services.ingest.tables import registry_devices, registry_modules, registry_templates
+from services.ingest.tables import registry_devices, registry_modules, registry_templates, registry_tombstones
 
 DURABLE = "ingest-registry-projection"
 EVENT_TYPES = ("DeviceCreated", "DeviceUpdated", "DeviceStateChanged", "DeviceDeleted", "TemplateCreated",
@@ -53,7 +57,37 @@ async def _upsert(conn: AsyncConnection, table: Any, keys: list[str], values: di
         where=table.c.update_time <= statement.excluded.update_time))
 
 
+async def _lock_device(conn: AsyncConnection, device_id: str) -> None:
+    """Serialise this transaction with every other one applying an event of the same device."""
+    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended("ingest.device:" + device_id, 0))))
+
+
+async def _buried(conn: AsyncConnection, device_id: str, at: datetime) -> bool:
+    """Whether the device was deleted by an event no older than `at` (so an event at `at` is stale)."""
+    deleted_at = (await conn.execute(select(registry_tombstones.c.deleted_at).where(
+        registry_tombstones.c.device_id == device_id))).scalar_one_or_none()
+    return deleted_at is not None and deleted_at >= at
+
+
+async def bury(conn: AsyncConnection, device_id: str, at: datetime) -> None:
+    """Forget the device and its modules; keep the newest deletion time as its tombstone."""
+    await _lock_device(conn, device_id)
+    await conn.execute(delete(registry_modules).where(registry_modules.c.device_id == device_id))
+    await conn.execute(delete(registry_devices).where(registry_devices.c.device_id == device_id))
+    statement = pg_insert(registry_tombstones).values(device_id=device_id, deleted_at=at)
+    await conn.execute(statement.on_conflict_do_update(
+        index_elements=["device_id"], set_={"deleted_at": func.greatest(
+            registry_tombstones.c.deleted_at, statement.excluded.deleted_at)}))
+
+
+async def _alive(conn: AsyncConnection, event: Event, device_id: str) -> bool:
+    await _lock_device(conn, device_id)
+    return not await _buried(conn, device_id, event.time.ToDatetime(tzinfo=UTC))
+
+
 async def _device(conn: AsyncConnection, event: Event, device: pb.Device) -> None:
+    if not await _alive(conn, event, _last(device.name)):
+        return
     await _upsert(conn, registry_devices, ["device_id"], {
         "device_id": _last(device.name), "tenant_id": event.tenant, "template_id": _ref(device.template),
         "state": int(device.state), "update_time": device.update_time.ToDatetime(tzinfo=UTC)})
@@ -65,8 +99,10 @@ async def _template(conn: AsyncConnection, event: Event, template: tpb.DeviceTem
         "update_time": template.update_time.ToDatetime(tzinfo=UTC)})
 
 
-async def _module(conn: AsyncConnection, module: tpb.Module) -> None:
+async def _module(conn: AsyncConnection, event: Event, module: tpb.Module) -> None:
     parts = module.name.split("/")  # devices/{device}/modules/{module}
+    if not await _alive(conn, event, parts[1]):
+        return
     await _upsert(conn, registry_modules, ["device_id", "module_id"], {
         "device_id": parts[1], "module_id": parts[3], "template_id": _ref(module.template),
         "metric_key_map": dict(module.metric_key_map),
@@ -90,9 +126,7 @@ async def apply_event(event: Event, conn: AsyncConnection) -> None:
     elif kind == "DeviceDeleted":
         deleted = ev.DeviceDeleted()
         _unpack(event, deleted)
-        device_id = _last(deleted.name)
-        await conn.execute(delete(registry_modules).where(registry_modules.c.device_id == device_id))
-        await conn.execute(delete(registry_devices).where(registry_devices.c.device_id == device_id))
+        await bury(conn, _last(deleted.name), event.time.ToDatetime(tzinfo=UTC))
     elif kind in ("TemplateCreated", "TemplateUpdated"):
         tpayload = ev.TemplateCreated() if kind == "TemplateCreated" else ev.TemplateUpdated()
         _unpack(event, tpayload)
@@ -105,7 +139,7 @@ async def apply_event(event: Event, conn: AsyncConnection) -> None:
     elif kind in ("ModuleAssigned", "ModuleUpdated"):
         mpayload = ev.ModuleAssigned() if kind == "ModuleAssigned" else ev.ModuleUpdated()
         _unpack(event, mpayload)
-        await _module(conn, mpayload.module)
+        await _module(conn, event, mpayload.module)
     elif kind == "ModuleRemoved":
         mremoved = ev.ModuleRemoved()
         _unpack(event, mremoved)

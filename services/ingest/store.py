@@ -6,7 +6,8 @@ row-level security; the service role may INSERT into partitions but reads only t
 A redelivered message makes that COPY hit the primary key; then (and only then) the batch takes the
 dedup path: COPY into a per-connection staging table and INSERT ... ON CONFLICT DO NOTHING through
 the parent. Latest values: the newest row per device metric, picked in Python, staged by COPY and
-upserted only where newer (the table's fillfactor leaves room for HOT updates).
+upserted only where newer (the table's fillfactor leaves room for HOT updates) and marked not yet
+notified (services/ingest/latest_notifier.py turns the marks into coalesced events: no per-message cost).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ SELECT tenant_id, device_id, metric, ts, value_num, value_bool, value_str FROM l
 ORDER BY device_id, metric
 ON CONFLICT (device_id, metric) DO UPDATE
 SET ts = excluded.ts, value_num = excluded.value_num, value_bool = excluded.value_bool,
-    value_str = excluded.value_str, tenant_id = excluded.tenant_id
+    value_str = excluded.value_str, tenant_id = excluded.tenant_id, notified = false
 WHERE latest_telemetry.ts <= excluded.ts
 """
 

@@ -57,6 +57,9 @@ telemetry = Table(
 latest_telemetry = Table(
     "latest_telemetry", metadata,
     *_reading(),
+    # false until the latest-values notifier has put this value in a LatestTelemetryChanged event
+    # (migration 0003; not indexed, so flipping it keeps updates HOT)
+    Column("notified", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("device_id", "metric", name="latest_telemetry_pkey"),
     postgresql_with={"fillfactor": 50},  # room for HOT updates: every batch rewrites these rows
 )
@@ -102,6 +105,11 @@ registry_modules = Table(
     PrimaryKeyConstraint("device_id", "module_id", name="registry_modules_pkey"),
 )
 
+registry_tombstones = Table(
+    "registry_tombstones", metadata,  # migration 0003: deleted devices, so late events stay dead
+    Column("device_id", Text, primary_key=True),
+    Column("deleted_at", DateTime(timezone=True), nullable=False),  # event time of the DeviceDeleted
+)
 
 # --- the device edge (migration 0002): credentials projection and live connections -----------------
 # Read platform-wide by the auth callout responder (device ids are global); RLS still applies.

@@ -18,11 +18,12 @@ from muster.registry.v1 import (
     token_service_pb2_grpc,
 )
 from muster.runtime.auth import TokenCodec, derive_key
-from muster.runtime.bus import OutboxRelay, connect, ensure_events_stream
+from muster.runtime.bus import EventConsumer, OutboxRelay, connect, ensure_events_stream
 from muster.runtime.db import Database, create_engine
 from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
 from muster.runtime.logging import configure_logging
 from muster.runtime.pagination import PageTokens
+from services.registry import telemetry_consumer
 from services.registry.access import ACCESS_POLICY
 from services.registry.bulk_handlers import BulkHandlers
 from services.registry.bulk_servicer import DeviceBulkServicer
@@ -56,6 +57,9 @@ async def serve(settings: RegistrySettings) -> None:
     handlers = RegistryHandlers(uow, pages, tokens)
     template_handlers = TemplateHandlers(uow, pages)
     relay = OutboxRelay(db, infrastructure, js, wakeup=published)
+    latest_telemetry = EventConsumer(js, db, infrastructure, durable=telemetry_consumer.DURABLE,
+                                     filter_subjects=telemetry_consumer.FILTER_SUBJECTS,
+                                     handler=telemetry_consumer.apply_event)
     provisioning = ProvisioningHandlers(uow, pages, SecretHasher(settings.device_secret_key_bytes()),
                                         MqttEndpoint(settings.mqtt_public_host, settings.mqtt_public_port))
     bindings = [
@@ -92,7 +96,7 @@ async def serve(settings: RegistrySettings) -> None:
         await db.close()
 
     await run_grpc_server(settings, bindings, access_policy=ACCESS_POLICY, token_codec=tokens,
-                          background=[relay.run], on_stop=[close])
+                          background=[relay.run, latest_telemetry.run], on_stop=[close])
 
 
 def main() -> None:
