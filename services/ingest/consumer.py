@@ -182,6 +182,8 @@ class StreamConsumer:
         self._metrics.messages.labels(name, "acked").inc(len(batch) - len(retry))
         if retry:
             self._metrics.messages.labels(name, "retried").inc(len(retry))
+        if outcome.provisional:
+            self._metrics.messages.labels(name, "provisional").inc(outcome.provisional)
         for reason, count in outcome.rejected.items():
             self._metrics.rejections.labels(name, reason).inc(count)
         self._metrics.rows.labels(name, "new").inc(handled.new_rows)

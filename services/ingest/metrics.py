@@ -12,7 +12,8 @@ class IngestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.messages = Counter(
             "muster_ingest_messages", "Captured device messages handled, by stream and outcome "
-            "(acked: after its rows committed, or refused; retried: delivered again later).",
+            "(acked: after its rows committed, or refused; retried: delivered again later; provisional: "
+            "stored before the registry projection knew the device, without template checks).",
             ("stream", "outcome"), registry=registry)
         self.rejections = Counter(
             "muster_ingest_rejections", "Refused input by reason (a message may have several).",

@@ -36,6 +36,9 @@ class DeviceProfile:
     tenant_id: str
     metrics: Mapping[str, MetricSpec] = field(default_factory=dict)
     key_map: Mapping[str, str] = field(default_factory=dict)
+    provisional: bool = False
+    """Known only from the edge's credentials projection (the device authenticated, so it exists and its
+    tenant is known) while the registry projection has not caught up: no template, no key maps yet."""
 
 
 def merge_key_maps(maps: Sequence[Mapping[str, str]]) -> dict[str, str]:

@@ -53,6 +53,7 @@ class Outcome(Generic[RowT]):
     retry: list[int] = field(default_factory=list)  # positions in the batch to redeliver later
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> count
     rate_limited: int = 0
+    provisional: int = 0  # messages stored before the registry projection knew their device
 
 
 def row(profile: DeviceProfile, point: Point, stream_seq: int) -> TelemetryRow:
@@ -76,8 +77,10 @@ def summarise(device_id: str, topic: str, rejections: Sequence[Rejection]) -> De
 
 class BatchProcessor(Generic[RowT]):
     """What every stream's batch goes through: devices the projection does not know are delivered again
-    a few times (its registry event may be a moment behind), then refused; each device's messages pass
-    a token bucket; the rest is converted by the subclass, which reports its own rejections."""
+    a few times (its registry event may be a moment behind), then refused, unless the edge knows the
+    device (it authenticated): then it is stored with its tenant but without template checks or key
+    maps rather than lost; each device's messages pass a token bucket; the rest is converted by the
+    subclass, which reports its own rejections."""
 
     what = "data"
 
@@ -94,14 +97,16 @@ class BatchProcessor(Generic[RowT]):
         now, wall = self._monotonic(), self._clock()
         for position, message in enumerate(batch):
             profile = profiles.get(message.device_id)
-            if profile is None:
+            if profile is None or profile.provisional:
                 if message.deliveries < self._retries:
                     outcome.retry.append(position)
-                else:
+                    continue
+                if profile is None:
                     self._refuse(outcome, message, Rejection(
                         Reason.UNKNOWN_DEVICE, f"the platform does not know this device (yet); its {self.what} "
                                                "was not stored"))
-                continue
+                    continue
+                outcome.provisional += 1  # stored as sent: better than losing it while the projection lags
             if not self._limiter.allow(message.device_id, now):
                 outcome.rate_limited += 1
                 outcome.rejected[Reason.RATE_LIMITED] += 1

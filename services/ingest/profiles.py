@@ -11,10 +11,18 @@ import orjson
 from services.ingest.normalise import DeviceProfile, MetricSpec, MetricType, merge_key_maps
 
 _DEVICES = """
-SELECT d.device_id, d.tenant_id, t.metrics
+SELECT d.device_id, d.tenant_id, t.metrics, false AS provisional
 FROM ingest.registry_devices d LEFT JOIN ingest.registry_templates t ON t.template_id = d.template_id
 WHERE d.device_id = ANY($1::text[])
+UNION ALL
+SELECT e.device_id, e.tenant_id, NULL, true
+FROM ingest.edge_devices e
+WHERE e.device_id = ANY($1::text[]) AND NOT e.deleted
+  AND NOT EXISTS (SELECT 1 FROM ingest.registry_devices d WHERE d.device_id = e.device_id)
+  AND NOT EXISTS (SELECT 1 FROM ingest.registry_tombstones t WHERE t.device_id = e.device_id)
 """
+"""The registry projection's devices, and, for a device it does not know yet, the edge's record of it
+(a device that could publish has credentials there, with its tenant): a provisional profile."""
 
 _MODULES = """
 SELECT m.device_id, m.metric_key_map, t.metrics
@@ -63,13 +71,13 @@ class ProjectionProfiles:
             device_id = d["device_id"]
             specs = {**module_metrics.get(device_id, {}), **metric_specs(d["metrics"])}  # the device's own win
             profiles[device_id] = DeviceProfile(device_id, d["tenant_id"], specs,
-                                                merge_key_maps(maps.get(device_id, [])))
+                                                merge_key_maps(maps.get(device_id, [])), d["provisional"])
         return profiles
 
 
 class ProfileCache:
-    """Profiles remembered for `ttl` seconds; a device the projection lacks only for `unknown_ttl`
-    (its registry event may arrive any moment)."""
+    """Profiles remembered for `ttl` seconds; a device the projection lacks (or knows only provisionally)
+    only for `unknown_ttl` (its registry event may arrive any moment)."""
 
     def __init__(self, source: ProfileSource, *, ttl: float, monotonic: Callable[[], float],
                  unknown_ttl: float = 1.0, max_entries: int = 200_000) -> None:
@@ -83,7 +91,7 @@ class ProfileCache:
     async def get_many(self, device_ids: Collection[str]) -> Mapping[str, DeviceProfile]:
         now = self._now()
         stale = [d for d in set(device_ids) if (e := self._entries.get(d)) is None
-                 or now - e[1] > (self._ttl if e[0] is not None else self._unknown_ttl)]
+                 or now - e[1] > (self._ttl if e[0] is not None and not e[0].provisional else self._unknown_ttl)]
         if stale:
             loaded = await self._source.load(stale)
             if len(self._entries) + len(stale) > self._max:

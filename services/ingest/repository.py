@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.ingest.log_queries import LogQuery, StoredLog, like_pattern
 from services.ingest.logs import LogLevel
 from services.ingest.queries import Bucket, PointValue, TelemetryQuery, value_of
-from services.ingest.tables import device_logs, latest_telemetry, registry_devices, telemetry
+from services.ingest.tables import device_logs, edge_devices, latest_telemetry, registry_devices, telemetry
 
 _EPOCH = text("TIMESTAMPTZ '1970-01-01 00:00:00+00'")
 RawRow = tuple[PointValue, int, int]  # the point, its stream_seq and idx (the keyset tiebreak)
@@ -23,8 +23,11 @@ class TelemetryRepository:
         self._conn = conn
 
     async def device_known(self, device_id: str) -> bool:
-        row = await self._conn.execute(
-            select(registry_devices.c.device_id).where(registry_devices.c.device_id == device_id))
+        """In the caller's tenant (RLS): known to the registry projection, or, while that lags, to the
+        edge's (a device that authenticated may already have data stored; see `profiles`)."""
+        registry = select(registry_devices.c.device_id).where(registry_devices.c.device_id == device_id)
+        edge = select(edge_devices.c.device_id).where(edge_devices.c.device_id == device_id, ~edge_devices.c.deleted)
+        row = await self._conn.execute(registry.union_all(edge).limit(1))
         return row.first() is not None
 
     async def raw(self, query: TelemetryQuery, after: Sequence[Any] | None, limit: int) -> list[RawRow]:

@@ -24,7 +24,13 @@ from services.ingest.profiles import ProjectionProfiles
 from services.ingest.queries import build_query
 from services.ingest.repository import TelemetryRepository
 from services.ingest.store import TelemetryStore, create_pool
-from services.ingest.tables import registry_devices, registry_modules, registry_templates
+from services.ingest.tables import (
+    edge_devices,
+    registry_devices,
+    registry_modules,
+    registry_templates,
+    registry_tombstones,
+)
 
 pytestmark = pytest.mark.platform
 
@@ -135,7 +141,23 @@ async def test_profiles_come_from_the_projection(pool: Any, db: Database) -> Non
                                                            update_time=now))
     profile = (await ProjectionProfiles(pool).load([device, "nobody"]))[device]
     assert profile.tenant_id == "tenant-a" and profile.key_map == {"port_3_temp": "temperature"}
+    assert not profile.provisional
     assert (profile.metrics["temperature"].min, profile.metrics["temperature"].max) == (-40, 125)
+
+
+async def test_a_device_only_the_edge_knows_gets_a_provisional_profile_unless_deleted(
+        pool: Any, db: Database) -> None:
+    fresh, gone, tombstoned = (uuid.uuid4().hex[:20] for _ in range(3))
+    now = datetime.now(UTC)
+    async with db.transaction(Scope.platform_wide()) as conn:
+        for device, deleted in ((fresh, False), (gone, True), (tombstoned, False)):
+            await conn.execute(insert(edge_devices).values(device_id=device, tenant_id="tenant-b", state=1,
+                                                           deleted=deleted))
+        await conn.execute(insert(registry_tombstones).values(device_id=tombstoned, deleted_at=now))
+    profiles = await ProjectionProfiles(pool).load([fresh, gone, tombstoned])
+    assert set(profiles) == {fresh}
+    assert profiles[fresh].provisional and profiles[fresh].tenant_id == "tenant-b"
+    assert not profiles[fresh].metrics and not profiles[fresh].key_map
 
 
 async def test_migrations_match_the_tables_and_partitions_are_not_drift(platform: PlatformLike, pool: Any) -> None:

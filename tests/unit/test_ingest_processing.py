@@ -54,6 +54,17 @@ def test_unknown_devices_are_redelivered_a_few_times_then_refused() -> None:
     assert len(outcome.rows) == 1
 
 
+def test_a_device_only_the_edge_knows_is_retried_then_stored_as_sent_rather_than_lost() -> None:
+    known_to_edge = {**PROFILES, "fresh": DeviceProfile("fresh", "acme", provisional=True)}
+    early = processor().process([message({"metrics": {"t": 500}}, device="fresh", deliveries=1)], known_to_edge)
+    assert early.retry == [0] and early.rows == [] and early.errors == []
+    late = processor().process([message({"metrics": {"t": 500}}, device="fresh", seq=4, deliveries=3)],
+                               known_to_edge)
+    # No template or key map yet: the raw key and value are kept as sent, under the device's tenant.
+    assert late.rows == [("acme", "fresh", "t", RECEIVED, 500.0, None, None, 4, 0)]
+    assert late.errors == [] and late.provisional == 1
+
+
 def test_excess_messages_are_dropped_counted_and_the_device_told_once() -> None:
     outcome = processor(rate=0.001, burst=2).process([message({"metrics": {"x": i}}, seq=i) for i in range(5)],
                                                      PROFILES)
@@ -79,3 +90,12 @@ async def test_the_profile_cache_loads_only_stale_devices_and_rechecks_unknown_o
     clock.advance(11.0)
     await cache.get_many(["dev1"])
     assert source.loads[-1] == {"dev1"}
+
+
+async def test_a_provisional_profile_is_rechecked_as_soon_as_an_unknown_one() -> None:
+    source, clock = FakeProfiles({"fresh": DeviceProfile("fresh", "acme", provisional=True)}), FakeMonotonic()
+    cache = ProfileCache(source, ttl=10.0, unknown_ttl=1.0, monotonic=clock)
+    assert (await cache.get_many(["fresh"]))["fresh"].provisional
+    clock.advance(2.0)
+    source.profiles["fresh"] = DeviceProfile("fresh", "acme", {"temp": MetricSpec(MetricType.NUMBER)})
+    assert not (await cache.get_many(["fresh"]))["fresh"].provisional
