@@ -6,11 +6,26 @@ system ones (tenant_id = '') but can write only its own; see migration 0002 for 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, case, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    DateTime,
+    Row,
+    Text,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +38,7 @@ from services.registry.templates import (
     SYSTEM_TENANT,
     CommandDefinition,
     DeviceTemplate,
+    LastSeen,
     MetricDefinition,
     MetricType,
     Sensor,
@@ -123,6 +139,16 @@ class TemplateRepository:
         return [self._from_row(r) for r in rows]
 
 
+_RECORD_LAST_SEEN = text("""
+UPDATE registry.sensors s SET last_value = v.value::jsonb, last_seen = v.seen
+FROM unnest(:devices, :keys, :values, :seen) AS v(device_id, key, value, seen)
+WHERE s.tenant_id = :tenant AND s.device_id = v.device_id AND s.key = v.key
+  AND (s.last_seen IS NULL OR s.last_seen < v.seen)
+""").bindparams(bindparam("devices", type_=ARRAY(Text)), bindparam("keys", type_=ARRAY(Text)),
+                bindparam("values", type_=ARRAY(Text)), bindparam("seen", type_=ARRAY(DateTime(timezone=True))))
+"""Only existing sensors of the tenant, only forward in time; update_time and version stay (no etag change)."""
+
+
 class SensorRepository:
     t = tables.sensors
     columns: Mapping[str, ColumnElement[Any]] = {
@@ -132,6 +158,16 @@ class SensorRepository:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+
+    async def record_last_seen(self, tenant: str, entries: Sequence[LastSeen]) -> int:
+        """Move the tenant's existing sensors forward to these readings; returns how many moved."""
+        if not entries:
+            return 0
+        params: dict[str, Any] = {"tenant": tenant, "devices": [e.device_id for e in entries],
+                                  "keys": [e.key for e in entries], "values": [e.value_json for e in entries],
+                                  "seen": [e.seen for e in entries]}
+        result = await self._conn.execute(_RECORD_LAST_SEEN, params)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     @staticmethod
     def _from_row(row: Row[Any]) -> Sensor:

@@ -149,6 +149,16 @@ class Sensor:
         return self.key
 
 
+@dataclass(frozen=True)
+class LastSeen:
+    """The newest reading of one sensor (device id + metric key) an event carries."""
+
+    device_id: str
+    key: str
+    value_json: str  # the JSON text of the google.protobuf.Value
+    seen: datetime
+
+
 def sensor_for(metric: MetricDefinition, *, tenant_id: str, device_id: str, now: datetime) -> Sensor:
     return Sensor(tenant_id=tenant_id, device_id=device_id, key=metric.key, type=metric.type, unit=metric.unit,
                   create_time=now, update_time=now)
