@@ -10,19 +10,17 @@ advisory lock, so two replicas cannot interleave a deletion with a late upsert.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muster.events.v1.event_pb2 import Event
 from muster.registry.v1 import events_pb2 as ev
 from muster.registry.v1 import resources_pb2 as pb
 from muster.registry.v1 import template_resources_pb2 as tpb
-from services.ingest.tables import registry_devices, registry_modules, registry_templates, registry_tombstones
+from services.ingest.projection_repository import ProjectionRepository
 
 DURABLE = "ingest-registry-projection"
 EVENT_TYPES = ("DeviceCreated", "DeviceUpdated", "DeviceStateChanged", "DeviceDeleted", "TemplateCreated",
@@ -50,60 +48,25 @@ def template_metrics(template: tpb.DeviceTemplate) -> dict[str, dict[str, Any]]:
     return metrics
 
 
-async def _upsert(conn: AsyncConnection, table: Any, keys: list[str], values: dict[str, Any]) -> None:
-    statement = pg_insert(table).values(**values)
-    await conn.execute(statement.on_conflict_do_update(
-        index_elements=keys, set_={k: statement.excluded[k] for k in values if k not in keys},
-        where=table.c.update_time <= statement.excluded.update_time))
-
-
-async def _lock_device(conn: AsyncConnection, device_id: str) -> None:
-    """Serialise this transaction with every other one applying an event of the same device."""
-    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended("ingest.device:" + device_id, 0))))
-
-
-async def _buried(conn: AsyncConnection, device_id: str, at: datetime) -> bool:
-    """Whether the device was deleted by an event no older than `at` (so an event at `at` is stale)."""
-    deleted_at = (await conn.execute(select(registry_tombstones.c.deleted_at).where(
-        registry_tombstones.c.device_id == device_id))).scalar_one_or_none()
-    return deleted_at is not None and deleted_at >= at
-
-
-async def bury(conn: AsyncConnection, device_id: str, at: datetime) -> None:
-    """Forget the device and its modules; keep the newest deletion time as its tombstone."""
-    await _lock_device(conn, device_id)
-    await conn.execute(delete(registry_modules).where(registry_modules.c.device_id == device_id))
-    await conn.execute(delete(registry_devices).where(registry_devices.c.device_id == device_id))
-    statement = pg_insert(registry_tombstones).values(device_id=device_id, deleted_at=at)
-    await conn.execute(statement.on_conflict_do_update(
-        index_elements=["device_id"], set_={"deleted_at": func.greatest(
-            registry_tombstones.c.deleted_at, statement.excluded.deleted_at)}))
-
-
-async def _alive(conn: AsyncConnection, event: Event, device_id: str) -> bool:
-    await _lock_device(conn, device_id)
-    return not await _buried(conn, device_id, event.time.ToDatetime(tzinfo=UTC))
-
-
-async def _device(conn: AsyncConnection, event: Event, device: pb.Device) -> None:
-    if not await _alive(conn, event, _last(device.name)):
+async def _device(repo: ProjectionRepository, event: Event, device: pb.Device) -> None:
+    if not await repo.alive(_last(device.name), event.time.ToDatetime(tzinfo=UTC)):
         return
-    await _upsert(conn, registry_devices, ["device_id"], {
+    await repo.upsert_device({
         "device_id": _last(device.name), "tenant_id": event.tenant, "template_id": _ref(device.template),
         "state": int(device.state), "update_time": device.update_time.ToDatetime(tzinfo=UTC)})
 
 
-async def _template(conn: AsyncConnection, event: Event, template: tpb.DeviceTemplate) -> None:
-    await _upsert(conn, registry_templates, ["template_id"], {
+async def _template(repo: ProjectionRepository, event: Event, template: tpb.DeviceTemplate) -> None:
+    await repo.upsert_template({
         "template_id": _last(template.name), "tenant_id": event.tenant, "metrics": template_metrics(template),
         "update_time": template.update_time.ToDatetime(tzinfo=UTC)})
 
 
-async def _module(conn: AsyncConnection, event: Event, module: tpb.Module) -> None:
+async def _module(repo: ProjectionRepository, event: Event, module: tpb.Module) -> None:
     parts = module.name.split("/")  # devices/{device}/modules/{module}
-    if not await _alive(conn, event, parts[1]):
+    if not await repo.alive(parts[1], event.time.ToDatetime(tzinfo=UTC)):
         return
-    await _upsert(conn, registry_modules, ["device_id", "module_id"], {
+    await repo.upsert_module({
         "device_id": parts[1], "module_id": parts[3], "template_id": _ref(module.template),
         "metric_key_map": dict(module.metric_key_map),
         "update_time": module.update_time.ToDatetime(tzinfo=UTC)})
@@ -117,32 +80,30 @@ def _unpack(event: Event, message: Message) -> Message:
 
 async def apply_event(event: Event, conn: AsyncConnection) -> None:
     """The `EventConsumer` handler: runs in the consumer's transaction, platform scope."""
-    kind = event.type
+    repo, kind = ProjectionRepository(conn), event.type
     if kind in ("DeviceCreated", "DeviceUpdated", "DeviceStateChanged"):
         payload = {"DeviceCreated": ev.DeviceCreated, "DeviceUpdated": ev.DeviceUpdated,
                    "DeviceStateChanged": ev.DeviceStateChanged}[kind]()
         _unpack(event, payload)
-        await _device(conn, event, payload.device)
+        await _device(repo, event, payload.device)
     elif kind == "DeviceDeleted":
         deleted = ev.DeviceDeleted()
         _unpack(event, deleted)
-        await bury(conn, _last(deleted.name), event.time.ToDatetime(tzinfo=UTC))
+        await repo.bury(_last(deleted.name), event.time.ToDatetime(tzinfo=UTC))
     elif kind in ("TemplateCreated", "TemplateUpdated"):
         tpayload = ev.TemplateCreated() if kind == "TemplateCreated" else ev.TemplateUpdated()
         _unpack(event, tpayload)
-        await _template(conn, event, tpayload.template)
+        await _template(repo, event, tpayload.template)
     elif kind == "TemplateDeleted":
         tdeleted = ev.TemplateDeleted()
         _unpack(event, tdeleted)
-        await conn.execute(delete(registry_templates).where(
-            registry_templates.c.template_id == _last(tdeleted.name)))
+        await repo.delete_template(_last(tdeleted.name))
     elif kind in ("ModuleAssigned", "ModuleUpdated"):
         mpayload = ev.ModuleAssigned() if kind == "ModuleAssigned" else ev.ModuleUpdated()
         _unpack(event, mpayload)
-        await _module(conn, event, mpayload.module)
+        await _module(repo, event, mpayload.module)
     elif kind == "ModuleRemoved":
         mremoved = ev.ModuleRemoved()
         _unpack(event, mremoved)
         parts = mremoved.name.split("/")
-        await conn.execute(delete(registry_modules).where(
-            registry_modules.c.device_id == parts[1], registry_modules.c.module_id == parts[3]))
+        await repo.delete_module(parts[1], parts[3])
