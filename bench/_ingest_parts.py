@@ -113,7 +113,7 @@ async def ensure_raw_table(dsn: str) -> None:
     await conn.close()
 
 
-async def _raw_consume(url: str, dsn: str, batch_max: int, stop_after: float) -> None:
+async def _raw_consume(url: str, dsn: str, batch_max: int, stop_after: float, stream: str, subject: str) -> None:
     """The baseline: durable push consumer, batches, COPY into a bare table, then ack -- nothing else."""
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -125,7 +125,7 @@ async def _raw_consume(url: str, dsn: str, batch_max: int, stop_after: float) ->
         buffer.append(msg)
         arrived.set()
 
-    await js.subscribe(f"{RAW_PREFIX}.*.telemetry", queue="raw", durable="raw", stream=RAW_STREAM, manual_ack=True,
+    await js.subscribe(subject, queue="raw", durable="raw", stream=stream, manual_ack=True,
                        cb=on_message, pending_msgs_limit=100_000, pending_bytes_limit=512 * 1024 ** 2,
                        config=ConsumerConfig(durable_name="raw", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=20_000,
                                              ack_wait=30, deliver_group="raw"))
@@ -154,9 +154,12 @@ def _raw_main(args: tuple[Any, ...]) -> None:
     asyncio.run(_raw_consume(*args))
 
 
-def start_raw_consumer(url: str, dsn: str, *, seconds: float, batch_max: int = 2000) -> Any:
-    process = multiprocessing.get_context("spawn").Process(target=_raw_main, args=((url, dsn, batch_max, seconds),),
-                                                           daemon=True)
+def start_raw_consumer(url: str, dsn: str, *, seconds: float, batch_max: int = 2000, stream: str = RAW_STREAM,
+                       subject: str = f"{RAW_PREFIX}.*.telemetry") -> Any:
+    """`stream`/`subject`: the bench's own BENCH_RAW (nats publishers), or MUSTER_TELEMETRY on a platform
+    started without ingest (MQTT publishers: device topics are fixed by their permissions)."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=_raw_main, args=((url, dsn, batch_max, seconds, stream, subject),), daemon=True)
     process.start()
     return process
 

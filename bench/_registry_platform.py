@@ -26,14 +26,17 @@ STOP_TIMEOUT = 90.0
 
 
 @contextlib.contextmanager
-def started_platform() -> Iterator[dict[str, Any]]:
-    """`muster up` in its own session on a scratch dir; SIGTERM (then SIGKILL of the session) at exit."""
+def started_platform(services: str | None = None) -> Iterator[dict[str, Any]]:
+    """`muster up` in its own session on a scratch dir; SIGTERM (then SIGKILL of the session) at exit.
+    `services`: the launcher's MUSTER_SERVICES selection (default: every service)."""
     data_dir = Path(tempfile.mkdtemp(prefix="muster-bench-"))  # not under a 0700 dir: postgres runs as another user
     log_path = data_dir.parent / f"{data_dir.name}-supervisor.log"
     muster = Path(sys.executable).with_name("muster")
     argv = [str(muster) if muster.exists() else sys.executable, *([] if muster.exists() else ["-m", "muster.cli.app"]),
             "up", "--data-dir", str(data_dir), "--ephemeral-ports"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUSTER_")}
+    if services:
+        env["MUSTER_SERVICES"] = services
     endpoints_file = data_dir / "run" / "endpoints.json"
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
