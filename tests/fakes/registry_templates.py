@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+
 from muster.runtime.errors import AlreadyExists
 from muster.runtime.listing import Page
 from services.registry.modules import Module
-from services.registry.templates import DeviceTemplate, Sensor
+from services.registry.templates import DeviceTemplate, LastSeen, Sensor
 
 from .registry_state import Repository, RowLevelSecurityViolation, paged, stale
 
@@ -85,6 +89,19 @@ class FakeSensorRepository(Repository):
 
     async def list(self, device_id: str, query: Page) -> list[Sensor]:
         return paged(self._mine(device_id), query)
+
+    async def record_last_seen(self, tenant: str, entries: Sequence[LastSeen]) -> int:
+        """As the SQL: only the tenant's existing sensors, only forward in time, version unchanged."""
+        moved = 0
+        for entry in entries:
+            sensor = self._state.sensors.get((entry.device_id, entry.key))
+            if sensor is None or sensor.tenant_id != tenant or not self._visible(sensor.tenant_id):
+                continue
+            if sensor.last_seen is None or sensor.last_seen < entry.seen:
+                self._state.sensors[(entry.device_id, entry.key)] = replace(
+                    sensor, last_value=json.loads(entry.value_json), last_seen=entry.seen)
+                moved += 1
+        return moved
 
 
 class FakeModuleRepository(Repository):
