@@ -100,7 +100,8 @@ def test_every_call_carries_the_timeout_as_its_deadline(registry: tuple[FakeRegi
     result = invoke(["tenants", "list", "--grpc", address, "--timeout", "4"], tmp_path)
     assert result.exit_code == 0, result.output
     remaining = fake.calls[0].time_remaining
-    assert remaining is not None and 0 < remaining <= 4
+    # gRPC rounds the wire-encoded timeout (grpc-timeout header) up slightly, so allow a few ms over.
+    assert remaining is not None and 3.0 < remaining <= 4.1
 
 
 def test_a_slow_server_ends_in_deadline_exceeded_with_exit_code_1(
