@@ -8,16 +8,17 @@ from muster.ingest.v1 import log_service_pb2 as logs
 from muster.ingest.v1 import log_service_pb2_grpc as logs_grpc
 from muster.runtime.context import current_principal
 from muster.runtime.names import parse_name
+from muster.runtime.timestamps import timestamp_of
 from services.ingest.handlers import TelemetryHandlers
 from services.ingest.log_queries import StoredLog, build_log_query
 from services.ingest.queries import DEVICE_ID_PATTERN
-from services.ingest.servicer import Context, stamp, time_of
+from services.ingest.servicer import Context, time_of
 
 
 def entry_to_proto(entry: StoredLog) -> logs.DeviceLogEntry:
     fields = Struct()
     fields.update(dict(entry.fields))
-    return logs.DeviceLogEntry(time=stamp(entry.time), level=int(entry.level),  # type: ignore[arg-type]
+    return logs.DeviceLogEntry(time=timestamp_of(entry.time), level=int(entry.level),  # type: ignore[arg-type]
                                message=entry.message, fields=fields)
 
 

@@ -13,6 +13,7 @@ from muster.ingest.v1 import telemetry_service_pb2 as tel
 from muster.ingest.v1 import telemetry_service_pb2_grpc as tel_grpc
 from muster.runtime.context import current_principal
 from muster.runtime.names import parse_name
+from muster.runtime.timestamps import timestamp_of
 from services.ingest.handlers import TelemetryHandlers
 from services.ingest.queries import DEVICE_ID_PATTERN, Bucket, PointValue, Value, build_query
 
@@ -21,12 +22,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 def time_of(ts: Timestamp, present: bool) -> datetime | None:
     return ts.ToDatetime(tzinfo=UTC) if present else None
-
-
-def stamp(when: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
 
 
 def _value(value: Value | None) -> ProtoValue:
@@ -43,11 +38,11 @@ def _value(value: Value | None) -> ProtoValue:
 
 
 def point_to_proto(point: PointValue) -> tel.TelemetryPoint:
-    return tel.TelemetryPoint(metric=point.metric, time=stamp(point.time), value=_value(point.value))
+    return tel.TelemetryPoint(metric=point.metric, time=timestamp_of(point.time), value=_value(point.value))
 
 
 def bucket_to_proto(bucket: Bucket) -> tel.TelemetryBucket:
-    proto = tel.TelemetryBucket(metric=bucket.metric, start_time=stamp(bucket.start), count=bucket.count,
+    proto = tel.TelemetryBucket(metric=bucket.metric, start_time=timestamp_of(bucket.start), count=bucket.count,
                                 first=_value(bucket.first), last=_value(bucket.last))
     for name in ("avg", "min", "max", "sum"):
         value = getattr(bucket, name)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from muster.registry.v1 import group_resources_pb2 as gpb
 from muster.runtime.errors import InvalidArgument
+from muster.runtime.timestamps import timestamp_of
 from services.registry.domain import etag_of
 from services.registry.groups import Group, GroupType
-from services.registry.mapping import timestamp
 
 
 def group_to_proto(group: Group) -> gpb.Group:
     return gpb.Group(name=group.name, display_name=group.display_name, description=group.description,
                      labels=dict(group.labels), type=gpb.GroupType.ValueType(int(group.type)), filter=group.filter,
-                     create_time=timestamp(group.create_time), update_time=timestamp(group.update_time),
+                     create_time=timestamp_of(group.create_time), update_time=timestamp_of(group.update_time),
                      etag=etag_of(group.version))
 
 

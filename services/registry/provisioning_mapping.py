@@ -7,8 +7,8 @@ from datetime import datetime
 
 from muster.registry.v1 import events_pb2 as ev
 from muster.registry.v1 import provisioning_resources_pb2 as ppb
+from muster.runtime.timestamps import timestamp_of
 from services.registry.domain import Device, etag_of
-from services.registry.mapping import timestamp
 from services.registry.provisioning import DeviceSecret, HardwareInfo, ProvisioningToken
 
 
@@ -18,10 +18,10 @@ def token_to_proto(token: ProvisioningToken, now: datetime, *, secret: str = "")
         name=token.name, display_name=token.display_name, site=f"sites/{token.site_id}" if token.site_id else "",
         template=f"templates/{token.template_id}" if token.template_id else "", labels=dict(token.labels),
         max_uses=token.max_uses, use_count=token.use_count, claim_existing=token.claim_existing,
-        expire_time=timestamp(token.expire_time), state=ppb.ProvisioningTokenState.ValueType(int(token.state(now))),
-        create_time=timestamp(token.create_time), secret=secret, etag=etag_of(token.version))
+        expire_time=timestamp_of(token.expire_time), state=ppb.ProvisioningTokenState.ValueType(int(token.state(now))),
+        create_time=timestamp_of(token.create_time), secret=secret, etag=etag_of(token.version))
     if token.revoke_time is not None:
-        message.revoke_time.CopyFrom(timestamp(token.revoke_time))
+        message.revoke_time.CopyFrom(timestamp_of(token.revoke_time))
     return message
 
 
@@ -37,6 +37,6 @@ def credentials_changed(device: Device, secrets: Sequence[DeviceSecret], *,
     for secret in secrets:
         entry = ev.DeviceSecretHash(hmac_sha256=secret.secret_hash)
         if secret.expire_time is not None:
-            entry.expire_time.CopyFrom(timestamp(secret.expire_time))
+            entry.expire_time.CopyFrom(timestamp_of(secret.expire_time))
         hashes.append(entry)
     return ev.DeviceCredentialsChanged(device=device.name, secrets=hashes, revoke_sessions=revoke_sessions)

@@ -12,9 +12,10 @@ from muster.registry.v1 import provisioning_service_pb2 as prov
 from muster.registry.v1 import provisioning_service_pb2_grpc as prov_grpc
 from muster.runtime.context import current_principal
 from muster.runtime.names import parse_name
+from muster.runtime.timestamps import timestamp_of
 from services.registry import commands as cmd
 from services.registry.domain import DEVICE_ID_PATTERN, ID_PATTERN
-from services.registry.mapping import device_to_proto, timestamp
+from services.registry.mapping import device_to_proto
 from services.registry.provisioning import TOKEN_ID_PATTERN, HardwareInfo
 from services.registry.provisioning_handlers import CreateProvisioningToken, ProvisioningHandlers, RegisterDevice
 from services.registry.provisioning_mapping import token_to_proto
@@ -85,5 +86,5 @@ class ProvisioningServicer(prov_grpc.ProvisioningServiceServicer):
         rotation = await self._h.rotate_secret(current_principal(), device_id, grace)
         return prov.RotateDeviceSecretResponse(
             device=rotation.device.name, device_secret=rotation.device_secret,
-            previous_secrets_expire_time=timestamp(rotation.previous_secrets_expire_time),
+            previous_secrets_expire_time=timestamp_of(rotation.previous_secrets_expire_time),
             valid_secret_count=rotation.valid_secret_count)

@@ -22,10 +22,11 @@ from muster.runtime.context import current_principal
 from muster.runtime.errors import InvalidArgument
 from muster.runtime.fieldmask import validate_update_mask
 from muster.runtime.names import parse_name
+from muster.runtime.timestamps import timestamp_of
 from services.registry import commands as cmd
 from services.registry.domain import DEVICE_ID_PATTERN, ID_PATTERN, DeviceState
 from services.registry.handlers import RegistryHandlers
-from services.registry.mapping import device_to_proto, location_from_proto, site_to_proto, tenant_to_proto, timestamp
+from services.registry.mapping import device_to_proto, location_from_proto, site_to_proto, tenant_to_proto
 from services.registry.transport_mapping import transports_from_proto
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -203,4 +204,4 @@ class TokenServicer(tok_grpc.TokenServiceServicer):
         ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else None
         token, expires = await self._h.issue_operator_token(current_principal(), cmd.IssueOperatorToken(
             tenant_id=tenant, role=role, subject=request.subject, ttl=ttl))
-        return tok.OperatorToken(token=token, expire_time=timestamp(expires))
+        return tok.OperatorToken(token=token, expire_time=timestamp_of(expires))

@@ -11,8 +11,8 @@ from google.protobuf.struct_pb2 import Struct, Value
 
 from muster.registry.v1 import template_resources_pb2 as tpb
 from muster.runtime.names import parse_name
+from muster.runtime.timestamps import timestamp_of
 from services.registry.domain import etag_of
-from services.registry.mapping import timestamp
 from services.registry.modules import Module
 from services.registry.templates import (
     TEMPLATE_ID_PATTERN,
@@ -53,7 +53,7 @@ def template_to_proto(t: DeviceTemplate) -> tpb.DeviceTemplate:
             for c in t.commands],
         slots=[tpb.SlotDefinition(name=s.name, accepted_templates=[f"templates/{a}" for a in s.accepted_templates],
                                   max_devices=s.max_devices) for s in t.slots],
-        create_time=timestamp(t.create_time), update_time=timestamp(t.update_time), etag=etag_of(t.version))
+        create_time=timestamp_of(t.create_time), update_time=timestamp_of(t.update_time), etag=etag_of(t.version))
 
 
 def metrics_from_proto(items: Iterable[tpb.MetricDefinition]) -> tuple[MetricDefinition, ...]:
@@ -96,11 +96,11 @@ def sensor_to_proto(s: Sensor) -> tpb.Sensor:
     return tpb.Sensor(
         name=s.name, type=tpb.MetricType.ValueType(int(s.type or 0)), unit=s.unit, label=s.label, enabled=s.enabled,
         last_value=_value(s.last_value) if s.last_value is not None else None,
-        last_seen=timestamp(s.last_seen) if s.last_seen is not None else None,
-        create_time=timestamp(s.create_time), update_time=timestamp(s.update_time), etag=etag_of(s.version))
+        last_seen=timestamp_of(s.last_seen) if s.last_seen is not None else None,
+        create_time=timestamp_of(s.create_time), update_time=timestamp_of(s.update_time), etag=etag_of(s.version))
 
 
 def module_to_proto(m: Module) -> tpb.Module:
     return tpb.Module(name=m.name, slot=m.slot, template=f"templates/{m.template_id}", serial=m.serial,
-                      label=m.label, metric_key_map=dict(m.metric_key_map), create_time=timestamp(m.create_time),
-                      update_time=timestamp(m.update_time), etag=etag_of(m.version))
+                      label=m.label, metric_key_map=dict(m.metric_key_map), create_time=timestamp_of(m.create_time),
+                      update_time=timestamp_of(m.update_time), etag=etag_of(m.version))
