@@ -22,7 +22,6 @@ from itertools import groupby
 
 import structlog
 from google.protobuf.struct_pb2 import Value
-from sqlalchemy import text
 
 from muster.events.v1.event_pb2 import Event
 from muster.ingest.v1 import events_pb2 as iev
@@ -30,19 +29,11 @@ from muster.runtime.db import Database, Scope, is_transient
 from muster.runtime.events import new_event
 from muster.runtime.outbox import OutboxTables
 from muster.runtime.timestamps import seconds_nanos
+from services.ingest.repository import claim_changed_latest
 
 log = structlog.get_logger(__name__)
 
 SOURCE = "ingest"
-
-_CLAIM = text("""
-UPDATE ingest.latest_telemetry l SET notified = true
-FROM (SELECT device_id, metric FROM ingest.latest_telemetry WHERE NOT notified
-      ORDER BY device_id, metric LIMIT :limit FOR UPDATE SKIP LOCKED) c
-WHERE l.device_id = c.device_id AND l.metric = c.metric
-RETURNING l.tenant_id, l.device_id, l.metric, l.ts, l.value_num, l.value_bool, l.value_str
-""")
-
 
 @dataclass(frozen=True)
 class Reading:
@@ -109,7 +100,7 @@ class LatestNotifier:
     async def flush_once(self) -> int:
         """Claim up to `claim_limit` changed latest values and emit their events; returns how many."""
         async with self._db.transaction(Scope.platform_wide()) as conn:
-            rows = (await conn.execute(_CLAIM, {"limit": self._claim_limit})).all()
+            rows = await claim_changed_latest(conn, self._claim_limit)
             readings: Sequence[Reading] = [Reading(*row) for row in rows]
             await self._outbox.append(conn, build_events(readings, max_readings=self._max_readings))
         if readings and self._published is not None:

@@ -1,4 +1,5 @@
-"""Reading telemetry (SQLAlchemy Core on a tenant-scoped transaction: RLS limits every row)."""
+"""Reading telemetry (SQLAlchemy Core on a tenant-scoped transaction: RLS limits every row), and claiming
+changed latest values for the registry's notification (platform scope)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,19 @@ class TelemetryRepository:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+_CLAIM_CHANGED_LATEST = text("""
+UPDATE ingest.latest_telemetry l SET notified = true
+FROM (SELECT device_id, metric FROM ingest.latest_telemetry WHERE NOT notified
+      ORDER BY device_id, metric LIMIT :limit FOR UPDATE SKIP LOCKED) c
+WHERE l.device_id = c.device_id AND l.metric = c.metric
+RETURNING l.tenant_id, l.device_id, l.metric, l.ts, l.value_num, l.value_bool, l.value_str
+""")
+
+
+async def claim_changed_latest(conn: AsyncConnection, limit: int) -> list[tuple[Any, ...]]:
+    """Mark up to `limit` changed latest values as notified and return them (tenant, device, metric, ts,
+    num, bool, str). Rows locked by a writer or another replica are skipped, never waited on."""
+    rows = await conn.execute(_CLAIM_CHANGED_LATEST, {"limit": limit})
+    return [tuple(row) for row in rows]
