@@ -20,8 +20,8 @@ from bench._registry_fixture import bench_tenant
 from muster.registry.v1 import provisioning_resources_pb2 as ppb
 from muster.registry.v1 import provisioning_service_pb2 as prov
 from muster.registry.v1 import provisioning_service_pb2_grpc as prov_grpc
+from muster.runtime.mqtt_connection import MqttConnection
 from muster.simulator import fleet
-from muster.simulator.connection import DeviceConnection
 from muster.simulator.device import Credentials, topic
 from muster.simulator.engine import RunOptions, simulate
 
@@ -93,7 +93,7 @@ class MqttProbe:
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
         self._acked: dict[int, asyncio.Event] = {}
-        self._connection = DeviceConnection(self._on_ack, lambda _topic, _payload: None)
+        self._connection = MqttConnection(self._on_ack, lambda _topic, _payload: None)
 
     def _on_ack(self, packet_id: int) -> None:
         if (event := self._acked.get(packet_id)) is not None:
@@ -110,7 +110,7 @@ class MqttProbe:
             except Exception:
                 if time.monotonic() > deadline:
                     raise
-                self._connection = DeviceConnection(self._on_ack, lambda _topic, _payload: None)
+                self._connection = MqttConnection(self._on_ack, lambda _topic, _payload: None)
                 await asyncio.sleep(0.5)
 
     def body(self, k: int) -> bytes:

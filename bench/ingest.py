@@ -50,9 +50,10 @@ from bench._registry_fixture import seed
 from bench._registry_platform import started_platform
 from muster.ingest.v1 import telemetry_service_pb2 as tel
 from muster.ingest.v1 import telemetry_service_pb2_grpc as tel_grpc
+from muster.runtime.device_topics import ensure_stream
 from muster.simulator.device import Credentials
 from muster.simulator.metrics import METRICS_PER_MESSAGE
-from services.ingest.capture import TELEMETRY, ensure_stream
+from services.ingest.capture import TELEMETRY
 
 ROWS_PER_MESSAGE = 3  # the nats publisher's payload carries three metrics
 RAW_SERVICES = "registry,edge"  # the raw phase's platform: devices register and authenticate, nothing ingests

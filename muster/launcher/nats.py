@@ -21,6 +21,7 @@ import nkeys
 from muster.launcher.process import ChildSpec
 from muster.launcher.secrets import PlatformSecrets, write_private
 from muster.launcher.services import ServiceSpec
+from muster.runtime.device_topics import DEVICE_SUBJECT_PREFIX
 
 SERVER_NAME = "muster_local"
 SYSTEM_ACCOUNT = "SYS"
@@ -77,6 +78,7 @@ def build_config(store_dir: Path, ports: NatsPorts, secrets: PlatformSecrets,
     callout-authenticated connection). Service users may not publish on the callout subject, so no
     platform process can forge an authorization request to the responder."""
     platform_users = [spec.nats_user for spec in services]
+    mqtt_users = [spec for spec in services if spec.device_publisher]
     return {
         "server_name": SERVER_NAME,
         "listen": f"127.0.0.1:{ports.client}",
@@ -89,7 +91,8 @@ def build_config(store_dir: Path, ports: NatsPorts, secrets: PlatformSecrets,
                 "jetstream": "enabled",
                 "users": [{"user": spec.nats_user, "password": secrets.nats_services[spec.name],
                            "permissions": {"publish": {"deny": [CALLOUT_SUBJECT]}}}
-                          for spec in services],
+                          for spec in services]
+                         + [mqtt_publisher_user(spec, secrets) for spec in mqtt_users],
             },
         },
         "system_account": SYSTEM_ACCOUNT,
@@ -97,11 +100,21 @@ def build_config(store_dir: Path, ports: NatsPorts, secrets: PlatformSecrets,
             "timeout": AUTH_TIMEOUT_SECONDS,
             "auth_callout": {
                 "issuer": callout_issuer(secrets.nats_callout_seed),
-                "auth_users": [SYSTEM_USER, *platform_users],
+                "auth_users": [SYSTEM_USER, *platform_users, *(spec.mqtt_user for spec in mqtt_users)],
                 "account": APP_ACCOUNT,
             },
         },
     }
+
+
+def mqtt_publisher_user(spec: ServiceSpec, secrets: PlatformSecrets) -> dict[str, Any]:
+    """A service's own MQTT login for platform-to-device messages (retained twin state, QoS 1
+    commands): a fixed user outside the auth callout, MQTT only, allowed on every device's subjects
+    and nothing else. Its password is the service's NATS password (the same process holds both)."""
+    devices = f"{DEVICE_SUBJECT_PREFIX}.>"
+    return {"user": spec.mqtt_user, "password": secrets.nats_services[spec.name],
+            "allowed_connection_types": ["MQTT"],
+            "permissions": {"publish": {"allow": [devices]}, "subscribe": {"allow": [devices]}}}
 
 
 def write_config(path: Path, config: dict[str, Any]) -> None:
@@ -116,6 +129,10 @@ def child_spec(config_path: Path, log_path: Path) -> ChildSpec:
 
 def service_url(port: int, secrets: PlatformSecrets, spec: ServiceSpec) -> str:
     return f"nats://{spec.nats_user}:{secrets.nats_services[spec.name]}@127.0.0.1:{port}"
+
+
+def device_mqtt_url(port: int, secrets: PlatformSecrets, spec: ServiceSpec) -> str:
+    return f"mqtt://{spec.mqtt_user}:{secrets.nats_services[spec.name]}@127.0.0.1:{port}"
 
 
 def system_url(port: int, secrets: PlatformSecrets) -> str:

@@ -164,6 +164,10 @@ class Platform:
             "PYTHONUNBUFFERED": "1",
             **(nats.callout_env(ports.nats, secrets) if spec.auth_callout else {}),
         }
+        if spec.device_publisher:
+            env["MUSTER_DEVICE_MQTT_URL"] = nats.device_mqtt_url(ports.mqtt, secrets, spec)
+        if spec.system_events:
+            env["MUSTER_SYSTEM_NATS_URL"] = nats.system_url(ports.nats, secrets)
         return ChildSpec(name=instance, argv=[sys.executable, "-m", spec.main_module],
                          log_path=self.layout.log(instance), env=env, grace_seconds=15.0)
 

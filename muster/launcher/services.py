@@ -21,6 +21,8 @@ class ServiceSpec:
     context: str = ""  # bounded context whose schema, database role and migrations it shares; default: name
     replicas: int = 1
     auth_callout: bool = False  # answers NATS auth callouts: gets the issuer key and a system-account URL
+    device_publisher: bool = False  # publishes to devices over its own MQTT connection (MUSTER_DEVICE_MQTT_URL)
+    system_events: bool = False  # reads NATS's system events (MUSTER_SYSTEM_NATS_URL: the system account user)
 
     @property
     def main_module(self) -> str:
@@ -45,6 +47,11 @@ class ServiceSpec:
     @property
     def nats_user(self) -> str:
         return f"muster_{self.name}"
+
+    @property
+    def mqtt_user(self) -> str:
+        """The NATS user its platform-to-device MQTT connection logs in as (outside the auth callout)."""
+        return f"muster_{self.name}_mqtt"
 
     @property
     def grpc_package_prefix(self) -> str:

@@ -23,6 +23,11 @@ class ServiceSettings(BaseSettings):
         20, description="Pooled connections (as many again may open under bursts); size it to the calls in flight.")
     nats_url: SecretStr = Field(SecretStr("nats://127.0.0.1:4222"),
                                 description="NATS URL, with the service user's credentials.")
+    device_mqtt_url: SecretStr | None = Field(
+        None, description="mqtt://user:password@host:port of the platform's own MQTT login, for services that "
+                          "publish to devices (retained twin state, commands); unset elsewhere.")
+    system_nats_url: SecretStr | None = Field(
+        None, description="NATS URL of the system account user, for services that read NATS's system events.")
     token_secret_file: Path = Field(description="File holding the HMAC key operator tokens are signed with.")
     log_level: str = "info"
     log_format: str = Field("json", description="'json' for machines, 'console' for people.")

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from muster.simulator.connection import DeviceConnection, MqttRefused, Will
+from muster.runtime.mqtt_connection import MqttConnection, MqttRefused, Will
 from muster.simulator.metrics import Readings, birth, telemetry
 from muster.simulator.stats import Counters
 
@@ -44,7 +44,7 @@ class SimulatedDevice:
         self.credentials = credentials
         self.readings = Readings.seeded(credentials.id)
         self._counters, self._window = counters, window
-        self._client: DeviceConnection | None = None
+        self._client: MqttConnection | None = None
         self._telemetry_ids: set[int] = set()
         self.connected = False
         self.ever_connected = asyncio.Event()
@@ -79,7 +79,7 @@ class SimulatedDevice:
         """Stay connected until `stop`; then say goodbye (status offline, DISCONNECT)."""
         first = True
         while not stop.is_set():
-            client = DeviceConnection(self._on_ack, self._on_message)
+            client = MqttConnection(self._on_ack, self._on_message)
             try:
                 await client.connect(host, port, f"{self.credentials.id}-sim", self.credentials.id,
                                      self.credentials.secret,
@@ -103,7 +103,7 @@ class SimulatedDevice:
                 await client.disconnect()
                 await self._back_off(stop)
 
-    async def _live(self, client: DeviceConnection, stop: asyncio.Event, heartbeat_seconds: float) -> None:
+    async def _live(self, client: MqttConnection, stop: asyncio.Event, heartbeat_seconds: float) -> None:
         """Heartbeats until the connection drops or the run stops."""
         closed = asyncio.create_task(client.closed.wait())
         stopping = asyncio.create_task(stop.wait())
@@ -118,7 +118,7 @@ class SimulatedDevice:
             for task in (closed, stopping):
                 task.cancel()
 
-    async def _goodbye(self, client: DeviceConnection, settle: float = 10.0) -> None:
+    async def _goodbye(self, client: MqttConnection, settle: float = 10.0) -> None:
         """Wait (bounded) for outstanding PUBACKs, announce offline, disconnect cleanly."""
         if self._telemetry_ids and not client.closed.is_set():
             with contextlib.suppress(TimeoutError):

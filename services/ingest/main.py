@@ -13,6 +13,7 @@ from muster.ingest.v1 import log_service_pb2_grpc, telemetry_service_pb2_grpc
 from muster.runtime.auth import TokenCodec, derive_key
 from muster.runtime.bus import EventConsumer, OutboxRelay, connect, ensure_events_stream
 from muster.runtime.db import Database, create_engine
+from muster.runtime.device_inbox import DeviceInbox, InboxMetrics, InboxSettings
 from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
 from muster.runtime.logging import configure_logging
 from muster.runtime.metrics import GrpcMetrics
@@ -21,7 +22,6 @@ from services.ingest import projection
 from services.ingest.access import ACCESS_POLICY
 from services.ingest.capture import LOGS, TELEMETRY
 from services.ingest.config import IngestSettings
-from services.ingest.consumer import ConsumerSettings, StreamConsumer
 from services.ingest.handlers import TelemetryHandlers
 from services.ingest.latest_notifier import LatestNotifier
 from services.ingest.log_servicer import DeviceLogServicer
@@ -47,7 +47,7 @@ def retention_policies(settings: IngestSettings) -> list[RetentionPolicy]:
     ]
 
 
-def pipelines(settings: IngestSettings, pool: object) -> tuple[Pipeline[Any], Pipeline[Any]]:
+def pipelines(settings: IngestSettings, pool: object, metrics: IngestMetrics) -> tuple[Pipeline[Any], Pipeline[Any]]:
     """The telemetry and the device-log pipelines: shared limits and profile cache, a rate limit each."""
     limits = Limits(max_payload_bytes=settings.ingest_max_payload_bytes,
                     max_batch_entries=settings.ingest_max_batch_entries,
@@ -61,16 +61,17 @@ def pipelines(settings: IngestSettings, pool: object) -> tuple[Pipeline[Any], Pi
 
     profiles = ProfileCache(ProjectionProfiles(pool), ttl=settings.ingest_profile_ttl_seconds,
                             monotonic=time.monotonic)
-    return (Pipeline(processor(TelemetryProcessor), profiles, TelemetryStore(pool)),
-            Pipeline(processor(LogProcessor), profiles, LogStore(pool)))
+    return (Pipeline(TELEMETRY.name, processor(TelemetryProcessor), profiles, TelemetryStore(pool), metrics),
+            Pipeline(LOGS.name, processor(LogProcessor), profiles, LogStore(pool), metrics))
 
 
-def consumer_settings(settings: IngestSettings, durable: str) -> ConsumerSettings:
-    return ConsumerSettings(durable=durable, deliver_group=durable,
-                            batch_max_messages=settings.ingest_batch_max_messages,
-                            batch_max_wait_seconds=settings.ingest_batch_max_wait_seconds,
-                            max_ack_pending=settings.ingest_max_ack_pending,
-                            ack_wait_seconds=settings.ingest_ack_wait_seconds)
+def inbox_settings(settings: IngestSettings, durable: str) -> InboxSettings:
+    # Two batches in flight: one is written (PostgreSQL's CPU) while the next is parsed (ours). Order
+    # between batches does not matter: rows are keyed, latest values only move forward.
+    return InboxSettings(durable=durable, batch_max_messages=settings.ingest_batch_max_messages,
+                         batch_max_wait_seconds=settings.ingest_batch_max_wait_seconds,
+                         max_ack_pending=settings.ingest_max_ack_pending,
+                         ack_wait_seconds=settings.ingest_ack_wait_seconds, batches_in_flight=2)
 
 
 async def serve(settings: IngestSettings) -> None:
@@ -87,12 +88,11 @@ async def serve(settings: IngestSettings) -> None:
                                        interval=settings.ingest_maintenance_interval_seconds)
     await maintenance.run_once()  # partitions exist before the first write
     metrics = GrpcMetrics()
-    ingest_metrics = IngestMetrics(metrics.registry)
-    telemetry_pipeline, log_pipeline = pipelines(settings, pool)
-    telemetry = StreamConsumer(nc, js, TELEMETRY, telemetry_pipeline, consumer_settings(settings, "ingest-telemetry"),
-                               ingest_metrics)
-    device_logs = StreamConsumer(nc, js, LOGS, log_pipeline, consumer_settings(settings, "ingest-logs"),
-                                 ingest_metrics)
+    inbox_metrics = InboxMetrics(metrics.registry)
+    telemetry_pipeline, log_pipeline = pipelines(settings, pool, IngestMetrics(metrics.registry))
+    telemetry = DeviceInbox(nc, js, TELEMETRY, telemetry_pipeline, inbox_settings(settings, "ingest-telemetry"),
+                            inbox_metrics)
+    device_logs = DeviceInbox(nc, js, LOGS, log_pipeline, inbox_settings(settings, "ingest-logs"), inbox_metrics)
     registry_events = EventConsumer(js, db, infrastructure, durable=projection.DURABLE,
                                     filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event)
     published = asyncio.Event()

@@ -11,8 +11,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
+from muster.runtime.device_inbox import DeviceError, DeviceMessage
 from services.ingest.normalise import DeviceProfile, normalise
 from services.ingest.payloads import Limits, Point, Reason, Rejection, parse_telemetry
 from services.ingest.ratelimit import RateLimiter
@@ -25,25 +26,8 @@ ROW_COLUMNS = ("tenant_id", "device_id", "metric", "ts", "value_num", "value_boo
 RowT = TypeVar("RowT")
 
 
-class Inbound(NamedTuple):
-    """One captured message: `received` is JetStream's store time, the same on every redelivery."""
-
-    device_id: str
-    topic: str  # the MQTT topic, e.g. "muster/v1/devices/abc/telemetry"
-    data: bytes
-    stream_seq: int
-    received: datetime
-    deliveries: int = 1
-
-
-@dataclass(frozen=True)
-class DeviceError:
-    """`{"topic", "code", "message"}` for the device's errors topic."""
-
-    device_id: str
-    topic: str
-    code: str
-    message: str
+Inbound = DeviceMessage
+"""One captured message, as the shared device inbox hands it in."""
 
 
 @dataclass

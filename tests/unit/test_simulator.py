@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from muster.runtime.mqtt_connection import MqttConnection, MqttRefused, Will
 from muster.simulator import fleet
-from muster.simulator.connection import DeviceConnection, MqttRefused, Will
 from muster.simulator.device import Credentials
 from muster.simulator.metrics import METRICS_PER_MESSAGE, Readings
 from muster.simulator.schedule import Pacer, RoundRobin
@@ -156,7 +156,7 @@ def test_a_connection_sends_credentials_and_will_over_mqtt_311_and_reports_each_
     broker, acked = _FakeBroker(), list[int]()
 
     async def scenario(port: int) -> None:
-        connection = DeviceConnection(acked.append, lambda *_: None)
+        connection = MqttConnection(acked.append, lambda *_: None)
         await connection.connect("127.0.0.1", port, "c1", "dev", "pw",
                                  will=Will("t/status", b'{"online": false}'), connect_timeout=5)
         first = connection.publish("t/telemetry", b"one")
@@ -181,7 +181,7 @@ def test_a_connection_sends_credentials_and_will_over_mqtt_311_and_reports_each_
 
 def test_a_refused_connect_raises_mqtt_refused_and_leaves_the_connection_unusable() -> None:
     async def scenario(port: int) -> None:
-        connection = DeviceConnection(lambda _: None, lambda *_: None)
+        connection = MqttConnection(lambda _: None, lambda *_: None)
         with pytest.raises(MqttRefused):
             await connection.connect("127.0.0.1", port, "c1", "dev", "wrong", connect_timeout=5)
         with pytest.raises(ConnectionError):
