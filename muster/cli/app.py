@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from muster.cli import devices, groups, provisioning_tokens, sites, tenants, tokens
+from muster.cli import commands_cli, devices, groups, provisioning_tokens, sites, tenants, tokens, twin
 from muster.cli.simulate import simulate_command
 from muster.cli.up import up
 
@@ -16,6 +16,8 @@ app.add_typer(sites.app, name="sites")
 app.add_typer(devices.app, name="devices")
 app.add_typer(groups.app, name="groups")
 app.add_typer(provisioning_tokens.app, name="provisioning-tokens")
+app.add_typer(twin.app, name="twin")
+app.add_typer(commands_cli.app, name="commands")
 app.command("simulate")(simulate_command)
 
 

@@ -39,6 +39,7 @@ class Connection:
     token: str | None
     timeout: float
     data_dir: Path | None
+    service: str = "registry"  # whose gRPC address endpoints.json supplies when --grpc is not given
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def resolve_target(connection: Connection) -> Target:
     if not address or not token:
         endpoints = read_endpoints(data_dir_of(connection))
     grpc_endpoints = endpoints.get("grpc")
-    registry = grpc_endpoints.get("registry") if isinstance(grpc_endpoints, dict) else None
+    registry = grpc_endpoints.get(connection.service) if isinstance(grpc_endpoints, dict) else None
     admin_token = endpoints.get("admin_token")
     return Target(
         address=address or (registry if isinstance(registry, str) and registry else DEFAULT_GRPC),

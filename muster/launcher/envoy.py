@@ -30,6 +30,25 @@ DESCRIPTOR_ENV = "MUSTER_PROTO_DESCRIPTOR"
 
 _TYPE = "type.googleapis.com/"
 
+# HTTP semantics for conditional writes: a stale etag sent as If-Match is 412 Precondition Failed,
+# not the 409 the transcoder maps ABORTED to (an etag in the body stays 409, as AIP-154 has it). Runs
+# after the transcoder on the response path, so it sees the converted status and JSON error body.
+IF_MATCH_LUA = """function envoy_on_request(handle)
+  if handle:headers():get("if-match") ~= nil then
+    handle:streamInfo():dynamicMetadata():set("muster", "if_match", "1")
+  end
+end
+function envoy_on_response(handle)
+  if handle:headers():get(":status") ~= "409" then return end
+  local meta = handle:streamInfo():dynamicMetadata():get("muster")
+  if meta == nil or meta["if_match"] ~= "1" then return end
+  local body = handle:body()
+  if body ~= nil and string.find(body:getBytes(0, body:length()), "ETAG_MISMATCH", 1, true) then
+    handle:headers():replace(":status", "412")
+  end
+end
+"""
+
 
 class EnvoyError(RuntimeError):
     """Envoy could not be found, configured or started."""
@@ -108,6 +127,9 @@ def build_config(*, rest_port: int, admin_port: int, upstreams: Sequence[Upstrea
         {"name": "envoy.filters.http.buffer", "typed_config": {
             "@type": _TYPE + "envoy.extensions.filters.http.buffer.v3.Buffer",
             "max_request_bytes": MAX_REQUEST_BYTES}},
+        {"name": "envoy.filters.http.lua", "typed_config": {
+            "@type": _TYPE + "envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": IF_MATCH_LUA}}},
         {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": {
             "@type": _TYPE + "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
             "proto_descriptor": str(descriptor),
@@ -145,6 +167,9 @@ def build_config(*, rest_port: int, admin_port: int, upstreams: Sequence[Upstrea
         "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "rest",
         "codec_type": "AUTO",
+        # The services return x-request-id in their gRPC trailers, which the transcoder does not turn
+        # into headers on a successful call: Envoy sets it (the id it passed upstream) on every response.
+        "always_set_request_id_in_response": True,
         "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
             "@type": _TYPE + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}}],
         "route_config": {

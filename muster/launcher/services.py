@@ -84,6 +84,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
     # replicas share the same durable JetStream consumers (deliver group).
     ServiceSpec(name="ingest",
                 grpc_services=("muster.ingest.v1.TelemetryService", "muster.ingest.v1.DeviceLogService")),
+    # Device twins (desired/reported state, delta, revisions) and connectivity: reads the twin capture
+    # stream, pushes desired state retained over its own MQTT connection, reads NATS's system events.
+    ServiceSpec(name="twin", grpc_services=("muster.twin.v1.TwinService", "muster.twin.v1.ConnectivityService"),
+                device_publisher=True,
+                system_events=True),
+    # Commands as tracked objects: the API, delivery over its own MQTT connection, device replies and
+    # timers kept in PostgreSQL (any replica fires a due timer, never two).
+    ServiceSpec(name="commands", grpc_services=("muster.commands.v1.CommandService",), device_publisher=True),
 )
 
 STUB_MODULE = "muster.launcher.stub_service"

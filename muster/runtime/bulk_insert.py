@@ -24,7 +24,7 @@ def _is_json(column: Column[Any]) -> bool:
 
 
 @cache
-def _statement(table: Table, columns: tuple[str, ...], dialect: Dialect) -> TextClause:
+def _statement(table: Table, columns: tuple[str, ...], dialect: Dialect, on_conflict: str) -> TextClause:
     arrays, selected = [], []
     for i, name in enumerate(columns):
         column = table.c[name]
@@ -38,11 +38,15 @@ def _statement(table: Table, columns: tuple[str, ...], dialect: Dialect) -> Text
     aliases = ", ".join(f"c{i}" for i in range(len(columns)))
     # Identifiers come from the table's metadata (quoted), values only ever travel as parameters.
     return text(f"INSERT INTO {quote.format_table(table)} ({names}) "  # noqa: S608
-                f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS u({aliases})")
+                f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) AS u({aliases}) {on_conflict}")
 
 
-async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert `rows` (all with the same keys; columns left out get their defaults) in one statement."""
+async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                      on_conflict: str = "") -> None:
+    """Insert `rows` (all with the same keys; columns left out get their defaults) in one statement.
+
+    `on_conflict`: a constant `ON CONFLICT ...` clause (an upsert; the rows must then hold each key
+    once: PostgreSQL refuses to update one row twice in a statement)."""
     if not rows:
         return
     columns = tuple(rows[0])
@@ -52,4 +56,4 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mappin
         if _is_json(table.c[name]):
             values = [None if v is None else json_dumps(v) for v in values]
         params[f"p{i}"] = values
-    await conn.execute(_statement(table, columns, conn.dialect), params)
+    await conn.execute(_statement(table, columns, conn.dialect, on_conflict), params)

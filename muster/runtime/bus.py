@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muster.events.v1.event_pb2 import Event
 from muster.runtime.db import Database, Scope, is_transient
+from muster.runtime.event_batches import BatchApply, claim
 from muster.runtime.events import EVENT_SUBJECT_PREFIX
 from muster.runtime.outbox import OutboxTables
 
@@ -171,7 +172,10 @@ class EventConsumer:
 
     def __init__(self, js: JetStreamContext, db: Database, tables: OutboxTables, *, durable: str,
                  filter_subjects: Sequence[str], handler: EventHandler, batch_size: int = 64,
-                 ack_wait_seconds: float = 30.0) -> None:
+                 ack_wait_seconds: float = 30.0, batch: BatchApply | None = None) -> None:
+        """`batch`: event types this consumer applies set-based (see muster.runtime.event_batches);
+        `handler` still applies every other event, and these too when their batch fails."""
+        self._batch = batch
         self._js = js
         self._db = db
         self._tables = tables
@@ -204,8 +208,10 @@ class EventConsumer:
         failed: set[int] = set()  # id() of the messages to redeliver
         try:
             async with self._db.transaction(Scope.platform_wide()) as conn:
-                for msg in msgs:
-                    event = Event.FromString(msg.data)
+                events = [(msg, Event.FromString(msg.data)) for msg in msgs]
+                if self._batch is not None and await self._apply_together(conn, events):
+                    events = [(msg, event) for msg, event in events if event.type not in self._batch.types]
+                for msg, event in events:
                     try:
                         async with conn.begin_nested():
                             await self._apply_in(conn, event)
@@ -224,6 +230,25 @@ class EventConsumer:
                 await msg.nak(delay=1.0)
             else:
                 await msg.ack()
+
+    async def _apply_together(self, conn: AsyncConnection, events: Sequence[tuple[Msg, Event]]) -> bool:
+        """Claim and apply the batchable events in one savepoint; False (nothing kept) if that failed."""
+        assert self._batch is not None
+        together = [event for _, event in events if event.type in self._batch.types]
+        if not together:
+            return False
+        try:
+            async with conn.begin_nested():
+                fresh = await claim(conn, self._tables, self._durable, together)
+                if fresh:
+                    await self._batch.apply(fresh, conn)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("event_batch_apply_failed", consumer=self._durable, events=len(together),
+                          hint="applying them one by one")
+            return False
+        return True
 
     async def _exists(self) -> bool:
         try:

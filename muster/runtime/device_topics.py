@@ -53,6 +53,11 @@ class CaptureStream:
 GIB = 1024 ** 3
 DAY_SECONDS = 24 * 3600
 
+HEARTBEAT = CaptureStream("MUSTER_HEARTBEAT", ("heartbeat",), max_bytes=GIB, max_age_seconds=7 * DAY_SECONDS,
+                          retention=RetentionPolicy.INTEREST, max_msg_size=64 * 1024)
+"""Devices' heartbeats: read by two contexts (twin keeps the latest health, ingest the history as
+telemetry), so an interest stream: a message stays until both durables acked it."""
+
 
 async def ensure_stream(js: JetStreamContext, stream: CaptureStream) -> None:
     """Create the stream, or bring an existing one to this config."""

@@ -31,12 +31,19 @@ class GrpcMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # labels() costs more than the increment itself; methods x codes is a small, fixed set.
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def observe(self, full_method: str, code: str, seconds: float) -> None:
         """Record one finished RPC; `full_method` is "/pkg.Service/Method", `code` e.g. "NOT_FOUND"."""
-        service, method = split_method(full_method)
-        self.requests.labels(service=service, method=method, code=code).inc()
-        self.duration.labels(service=service, method=method).observe(seconds)
+        children = self._children.get((full_method, code))
+        if children is None:
+            service, method = split_method(full_method)
+            children = self._children[(full_method, code)] = (
+                self.requests.labels(service=service, method=method, code=code),
+                self.duration.labels(service=service, method=method))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def split_method(full_method: str) -> tuple[str, str]:

@@ -76,7 +76,7 @@ class SimulatedDevice:
             self._counters.errors += 1
 
     async def run(self, host: str, port: int, stop: asyncio.Event, *, heartbeat_seconds: float) -> None:
-        """Stay connected until `stop`; then say goodbye (status offline, DISCONNECT)."""
+        """Stay connected until `stop`; then say goodbye (a clean DISCONNECT: the broker drops the will)."""
         first = True
         while not stop.is_set():
             client = MqttConnection(self._on_ack, self._on_message)
@@ -92,7 +92,7 @@ class SimulatedDevice:
             first = False
             self._client, self._telemetry_ids = client, set()
             client.subscribe(topic(self.credentials.id, "errors"))
-            client.publish(topic(self.credentials.id, "status"), _json(birth()))
+            client.publish(topic(self.credentials.id, "status"), _json(birth(heartbeat_seconds)))
             self.connected = True
             self.ever_connected.set()
             await self._live(client, stop, heartbeat_seconds)
@@ -119,12 +119,11 @@ class SimulatedDevice:
                 task.cancel()
 
     async def _goodbye(self, client: MqttConnection, settle: float = 10.0) -> None:
-        """Wait (bounded) for outstanding PUBACKs, announce offline, disconnect cleanly."""
+        """Wait (bounded) for outstanding PUBACKs, then disconnect cleanly. No `{"online": false}` of its
+        own: that is the will's, which the twin reads as a lost connection."""
         if self._telemetry_ids and not client.closed.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), settle)
-        with contextlib.suppress(ConnectionError):
-            client.publish(topic(self.credentials.id, "status"), OFFLINE)
         await client.disconnect()
 
     @staticmethod

@@ -54,5 +54,6 @@ def telemetry(metrics: dict[str, Any], now_ms: int) -> dict[str, Any]:
     return {"ts": now_ms, "metrics": metrics}
 
 
-def birth() -> dict[str, Any]:
-    return {"online": True, "firmware": FIRMWARE}
+def birth(heartbeat_seconds: float) -> dict[str, Any]:
+    """The birth message: firmware, and how often heartbeats come (the twin's STALE threshold)."""
+    return {"online": True, "firmware": FIRMWARE, "heartbeat_interval": max(1, round(heartbeat_seconds))}

@@ -14,6 +14,8 @@ from muster.runtime.auth import TokenCodec, derive_key
 from muster.runtime.bus import EventConsumer, OutboxRelay, connect, ensure_events_stream
 from muster.runtime.db import Database, create_engine
 from muster.runtime.device_inbox import DeviceInbox, InboxMetrics, InboxSettings
+from muster.runtime.device_topics import HEARTBEAT
+from muster.runtime.event_batches import BatchApply
 from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
 from muster.runtime.logging import configure_logging
 from muster.runtime.metrics import GrpcMetrics
@@ -23,6 +25,7 @@ from services.ingest.access import ACCESS_POLICY
 from services.ingest.capture import LOGS, TELEMETRY
 from services.ingest.config import IngestSettings
 from services.ingest.handlers import TelemetryHandlers
+from services.ingest.heartbeats import HeartbeatProcessor
 from services.ingest.latest_notifier import LatestNotifier
 from services.ingest.log_servicer import DeviceLogServicer
 from services.ingest.logs import LogProcessor
@@ -37,6 +40,10 @@ from services.ingest.servicer import TelemetryServicer
 from services.ingest.store import LogStore, TelemetryStore, create_pool
 from services.ingest.tables import infrastructure
 
+HEARTBEAT_DURABLE = "ingest-heartbeat"
+"""Ingest's consumer of the heartbeat stream (the twin has its own: an interest stream keeps a heartbeat
+until both acked it)."""
+
 
 def retention_policies(settings: IngestSettings) -> list[RetentionPolicy]:
     return [
@@ -47,8 +54,10 @@ def retention_policies(settings: IngestSettings) -> list[RetentionPolicy]:
     ]
 
 
-def pipelines(settings: IngestSettings, pool: object, metrics: IngestMetrics) -> tuple[Pipeline[Any], Pipeline[Any]]:
-    """The telemetry and the device-log pipelines: shared limits and profile cache, a rate limit each."""
+def pipelines(settings: IngestSettings, pool: object,
+              metrics: IngestMetrics) -> tuple[Pipeline[Any], Pipeline[Any], Pipeline[Any]]:
+    """The telemetry, device-log and heartbeat pipelines: shared limits and profile cache, a rate limit each
+    (heartbeats are stored as telemetry)."""
     limits = Limits(max_payload_bytes=settings.ingest_max_payload_bytes,
                     max_batch_entries=settings.ingest_max_batch_entries,
                     max_future=settings.max_future, max_past=settings.max_past)  # capped by the retention
@@ -62,7 +71,8 @@ def pipelines(settings: IngestSettings, pool: object, metrics: IngestMetrics) ->
     profiles = ProfileCache(ProjectionProfiles(pool), ttl=settings.ingest_profile_ttl_seconds,
                             monotonic=time.monotonic)
     return (Pipeline(TELEMETRY.name, processor(TelemetryProcessor), profiles, TelemetryStore(pool), metrics),
-            Pipeline(LOGS.name, processor(LogProcessor), profiles, LogStore(pool), metrics))
+            Pipeline(LOGS.name, processor(LogProcessor), profiles, LogStore(pool), metrics),
+            Pipeline(HEARTBEAT.name, processor(HeartbeatProcessor), profiles, TelemetryStore(pool), metrics))
 
 
 def inbox_settings(settings: IngestSettings, durable: str) -> InboxSettings:
@@ -89,12 +99,16 @@ async def serve(settings: IngestSettings) -> None:
     await maintenance.run_once()  # partitions exist before the first write
     metrics = GrpcMetrics()
     inbox_metrics = InboxMetrics(metrics.registry)
-    telemetry_pipeline, log_pipeline = pipelines(settings, pool, IngestMetrics(metrics.registry))
+    telemetry_pipeline, log_pipeline, heartbeat_pipeline = pipelines(settings, pool, IngestMetrics(metrics.registry))
     telemetry = DeviceInbox(nc, js, TELEMETRY, telemetry_pipeline, inbox_settings(settings, "ingest-telemetry"),
                             inbox_metrics)
     device_logs = DeviceInbox(nc, js, LOGS, log_pipeline, inbox_settings(settings, "ingest-logs"), inbox_metrics)
+    heartbeats = DeviceInbox(nc, js, HEARTBEAT, heartbeat_pipeline, inbox_settings(settings, HEARTBEAT_DURABLE),
+                             inbox_metrics)
     registry_events = EventConsumer(js, db, infrastructure, durable=projection.DURABLE,
-                                    filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event)
+                                    filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event,
+                                    batch_size=256, batch=BatchApply(projection.DEVICE_UPSERTS,
+                                                                     projection.apply_device_events))
     published = asyncio.Event()
     relay = OutboxRelay(db, infrastructure, js, wakeup=published)
     notifier = LatestNotifier(db, infrastructure, interval=settings.ingest_latest_notify_interval_seconds,
@@ -117,8 +131,8 @@ async def serve(settings: IngestSettings) -> None:
         await db.close()
 
     await run_grpc_server(settings, bindings, access_policy=ACCESS_POLICY, token_codec=tokens, metrics=metrics,
-                          background=[telemetry.run, device_logs.run, registry_events.run, maintenance.run,
-                                      notifier.run, relay.run],
+                          background=[telemetry.run, device_logs.run, heartbeats.run, registry_events.run,
+                                      maintenance.run, notifier.run, relay.run],
                           on_stop=[close])
 
 

@@ -3,14 +3,20 @@ upserts, per-device serialisation and tombstones."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from muster.runtime.bulk_insert import insert_rows
+from muster.runtime.device_projection import DeviceTombstones, forward_conflict_clause, upsert_forward
 from services.ingest.tables import registry_devices, registry_modules, registry_templates, registry_tombstones
+
+_DEVICES = DeviceTombstones(registry_tombstones, "ingest.device:")
+_DEVICE_COLUMNS = ("device_id", "tenant_id", "template_id", "state", "update_time")
+_UPSERT_DEVICES = forward_conflict_clause(registry_devices, ["device_id"], _DEVICE_COLUMNS)
 
 
 class ProjectionRepository:
@@ -21,30 +27,29 @@ class ProjectionRepository:
         """Take the device's lock (serialising this transaction with every other one applying an event
         of the same device), and say whether an event at `at` is newer than the device's deletion, if
         any: one round trip."""
-        lock = func.pg_advisory_xact_lock(func.hashtextextended("ingest.device:" + device_id, 0))
-        deleted_at = select(registry_tombstones.c.deleted_at).where(
-            registry_tombstones.c.device_id == device_id).scalar_subquery()
-        row = (await self._conn.execute(select(lock, deleted_at))).one()
-        return row[1] is None or row[1] < at
+        return await _DEVICES.alive(self._conn, device_id, at)
+
+    async def lock_many(self, device_ids: Sequence[str]) -> dict[str, datetime]:
+        """`alive` for many devices: their locks (taken in id order) in one round trip, then the
+        deletion times of those that have a tombstone."""
+        return await _DEVICES.lock_many(self._conn, device_ids)
+
+    async def upsert_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many `upsert_device`s in one statement (at most one row per device)."""
+        await insert_rows(self._conn, registry_devices, rows, on_conflict=_UPSERT_DEVICES)
 
     async def bury(self, device_id: str, at: datetime) -> None:
         """Forget the device and its modules; keep the newest deletion time as its tombstone."""
-        await self.alive(device_id, at)  # for the lock
-        await self._conn.execute(delete(registry_modules).where(registry_modules.c.device_id == device_id))
-        await self._conn.execute(delete(registry_devices).where(registry_devices.c.device_id == device_id))
-        statement = pg_insert(registry_tombstones).values(device_id=device_id, deleted_at=at)
-        await self._conn.execute(statement.on_conflict_do_update(
-            index_elements=["device_id"], set_={"deleted_at": func.greatest(
-                registry_tombstones.c.deleted_at, statement.excluded.deleted_at)}))
+        await _DEVICES.bury(self._conn, device_id, at, forget=[registry_modules, registry_devices])
 
     async def upsert_device(self, values: dict[str, Any]) -> None:
-        await self._upsert(registry_devices, ["device_id"], values)
+        await upsert_forward(self._conn, registry_devices, ["device_id"], values)
 
     async def upsert_template(self, values: dict[str, Any]) -> None:
-        await self._upsert(registry_templates, ["template_id"], values)
+        await upsert_forward(self._conn, registry_templates, ["template_id"], values)
 
     async def upsert_module(self, values: dict[str, Any]) -> None:
-        await self._upsert(registry_modules, ["device_id", "module_id"], values)
+        await upsert_forward(self._conn, registry_modules, ["device_id", "module_id"], values)
 
     async def delete_template(self, template_id: str) -> None:
         await self._conn.execute(delete(registry_templates).where(registry_templates.c.template_id == template_id))
@@ -52,10 +57,3 @@ class ProjectionRepository:
     async def delete_module(self, device_id: str, module_id: str) -> None:
         await self._conn.execute(delete(registry_modules).where(
             registry_modules.c.device_id == device_id, registry_modules.c.module_id == module_id))
-
-    async def _upsert(self, table: Table, keys: list[str], values: dict[str, Any]) -> None:
-        """Insert, or overwrite only with a newer-or-equal `update_time` (late events change nothing)."""
-        statement = pg_insert(table).values(**values)
-        await self._conn.execute(statement.on_conflict_do_update(
-            index_elements=keys, set_={k: statement.excluded[k] for k in values if k not in keys},
-            where=table.c.update_time <= statement.excluded.update_time))

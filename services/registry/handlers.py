@@ -21,6 +21,7 @@ from muster.runtime.listing import Listing, Page
 from muster.runtime.pagination import OrderTerm, PageTokens
 from services.registry import commands as cmd
 from services.registry import listings
+from services.registry.device_reads import DeviceReads
 from services.registry.domain import (
     Device,
     Site,
@@ -60,8 +61,9 @@ def _tenant_scope(principal: Principal) -> Scope:
 
 class RegistryHandlers:
     def __init__(self, uow: UnitOfWorkFactory, page_tokens: PageTokens, tokens: TokenCodec,
-                 clock: Clock = _utcnow) -> None:
+                 clock: Clock = _utcnow, *, reads: DeviceReads) -> None:
         self._uow = uow
+        self._reads = reads
         self._pages = page_tokens
         self._tokens = tokens
         self._now = clock
@@ -177,8 +179,7 @@ class RegistryHandlers:
         return device
 
     async def get_device(self, principal: Principal, device_id: str) -> Device:
-        async with self._uow(_tenant_scope(principal)) as uow:
-            return _found(await uow.devices.get(device_id), f"devices/{device_id}")
+        return _found(await self._reads.get(_tenant_scope(principal), device_id), f"devices/{device_id}")
 
     async def list_devices(self, principal: Principal, params: cmd.ListParams) -> tuple[list[Device], str]:
         page = self._page(listings.DEVICES, params, scope=principal.require_tenant())

@@ -17,16 +17,19 @@ from muster.registry.v1 import (
     tenant_service_pb2_grpc,
     token_service_pb2_grpc,
 )
+from muster.runtime import eventloop
 from muster.runtime.auth import TokenCodec, derive_key
 from muster.runtime.bus import EventConsumer, OutboxRelay, connect, ensure_events_stream
 from muster.runtime.db import Database, create_engine
 from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
 from muster.runtime.logging import configure_logging
 from muster.runtime.pagination import PageTokens
+from muster.runtime.scoped_reads import ScopedReader
 from services.registry import telemetry_consumer
 from services.registry.access import ACCESS_POLICY
 from services.registry.bulk_handlers import BulkHandlers
 from services.registry.bulk_servicer import DeviceBulkServicer
+from services.registry.device_reads import SqlDeviceReads
 from services.registry.group_handlers import GroupHandlers
 from services.registry.group_servicer import GroupServicer
 from services.registry.handlers import RegistryHandlers
@@ -54,7 +57,9 @@ async def serve(settings: RegistrySettings) -> None:
     published = asyncio.Event()
     uow = unit_of_work_factory(db, published)
     pages = PageTokens(derive_key(secret, "page-tokens"))
-    handlers = RegistryHandlers(uow, pages, tokens)
+    reader = await ScopedReader.connect(settings.database_url.get_secret_value(),
+                                        pool_size=settings.database_read_pool_size)
+    handlers = RegistryHandlers(uow, pages, tokens, reads=SqlDeviceReads(reader))
     template_handlers = TemplateHandlers(uow, pages)
     relay = OutboxRelay(db, infrastructure, js, wakeup=published)
     latest_telemetry = EventConsumer(js, db, infrastructure, durable=telemetry_consumer.DURABLE,
@@ -93,6 +98,7 @@ async def serve(settings: RegistrySettings) -> None:
 
     async def close() -> None:
         await nc.drain()
+        await reader.close()
         await db.close()
 
     await run_grpc_server(settings, bindings, access_policy=ACCESS_POLICY, token_codec=tokens,
@@ -101,7 +107,7 @@ async def serve(settings: RegistrySettings) -> None:
 
 def main() -> None:
     settings = RegistrySettings(service_name="registry")  # the rest from MUSTER_* env
-    asyncio.run(serve(settings))
+    eventloop.run(serve(settings))
 
 
 if __name__ == "__main__":

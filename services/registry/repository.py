@@ -23,10 +23,20 @@ from services.registry.domain import Device, DeviceState, Location, Site, Tenant
 from services.registry.transport_repository import IccidIndex, transports_from_json, transports_to_json
 
 
-def _location(row: Row[Any]) -> Location | None:
-    if row.latitude is None or row.longitude is None:
+def _location(row: Row[Any] | Mapping[Any, Any]) -> Location | None:
+    columns = row._mapping if isinstance(row, Row) else row
+    if columns["latitude"] is None or columns["longitude"] is None:
         return None
-    return Location(row.latitude, row.longitude, row.altitude or 0.0)
+    return Location(columns["latitude"], columns["longitude"], columns["altitude"] or 0.0)
+
+
+def device_from_columns(r: Mapping[Any, Any]) -> Device:
+    """A device from its row's columns by name (a SQLAlchemy row's mapping or an asyncpg record)."""
+    return Device(tenant_id=r["tenant_id"], id=r["id"], display_name=r["display_name"], site_id=r["site_id"],
+                  labels=r["labels"], serial=r["serial"], notes=r["notes"], location=_location(r),
+                  state=DeviceState(r["state"]), template_id=r["template_id"], create_time=r["create_time"],
+                  update_time=r["update_time"], version=r["version"],
+                  transports=transports_from_json(r["transports"]))
 
 
 def _location_columns(location: Location | None) -> dict[str, float | None]:
@@ -163,11 +173,7 @@ class DeviceRepository:
 
     @staticmethod
     def _from_row(row: Row[Any]) -> Device:
-        return Device(tenant_id=row.tenant_id, id=row.id, display_name=row.display_name, site_id=row.site_id,
-                      labels=row.labels, serial=row.serial, notes=row.notes, location=_location(row),
-                      state=DeviceState(row.state), template_id=row.template_id, create_time=row.create_time,
-                      update_time=row.update_time, version=row.version,
-                      transports=transports_from_json(row.transports))
+        return device_from_columns(row._mapping)
 
     @staticmethod
     def _values(device: Device) -> dict[str, Any]:

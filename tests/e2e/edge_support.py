@@ -72,9 +72,9 @@ async def set_secrets(platform: PlatformLike, device: EdgeDevice, *secrets_: str
 
 
 async def new_device(platform: PlatformLike, *, state: pb.DeviceState.ValueType = pb.DEVICE_STATE_ACTIVE,
-                     tenant: str | None = None) -> EdgeDevice:
+                     tenant: str | None = None, device_id: str | None = None) -> EdgeDevice:
     """A device the registry announced (DeviceCreated + its first secret), as self-registration does."""
-    device = EdgeDevice(id=f"dev-{uuid.uuid4().hex[:16]}", tenant=tenant or unique_id("edge"),
+    device = EdgeDevice(id=device_id or f"dev-{uuid.uuid4().hex[:16]}", tenant=tenant or unique_id("edge"),
                         secret=new_device_secret())
     created = ev.DeviceCreated(device=pb.Device(name=device.name, state=state))
     await publish_registry_event(platform, device.tenant, device.name, created)

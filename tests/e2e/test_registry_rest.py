@@ -54,6 +54,17 @@ async def test_get_lists_devices_with_a_bearer_token(http: httpx.AsyncClient, te
     assert one.status_code == 200 and one.json() == created[0]
 
 
+async def test_every_response_carries_the_request_id(http: httpx.AsyncClient, tenant: TenantTokens) -> None:
+    # gRPC carries it in the trailers; Envoy sets the header on successes and errors alike.
+    sent = {**auth(tenant.viewer), "x-request-id": "rest-req-42"}
+    ok = await http.get("/v1/devices", headers=sent)
+    missing = await http.get("/v1/devices/nosuchdevice00000000", headers=sent)
+    assert (ok.status_code, missing.status_code) == (200, 404)
+    assert ok.headers["x-request-id"] == missing.headers["x-request-id"] == "rest-req-42"
+    generated = await http.get("/v1/devices", headers=auth(tenant.viewer))
+    assert generated.headers["x-request-id"]
+
+
 async def test_list_takes_filter_and_page_size_as_query_parameters(http: httpx.AsyncClient,
                                                                    tenant: TenantTokens) -> None:
     prod = [await _create(http, tenant.operator, labels={"env": "prod"}) for _ in range(3)]

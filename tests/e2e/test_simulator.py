@@ -80,7 +80,8 @@ def test_simulated_devices_publish_and_every_acknowledged_message_is_stored(
 
     assert asyncio.run(until_stored(platform, admin, devices, report["acked"])) == report["acked"]
     assert asyncio.run(latest_metrics(platform, admin, devices[0])) == {
-        "temperature", "humidity", "battery", "door_open", "mode"}
+        "temperature", "humidity", "battery", "door_open", "mode",  # telemetry
+        "health.battery", "health.rssi", "health.uptime"}  # heartbeats, kept as telemetry
 
     again, output = simulate(platform, state, admin, "--duration", "1")
     assert "(0 newly registered" in output

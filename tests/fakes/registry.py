@@ -304,6 +304,16 @@ class FakeRegistryStore:
         return template
 
 
+class FakeDeviceReads:
+    """The single-round-trip device reads over the store's committed state, scoped like RLS scopes them."""
+
+    def __init__(self, store: FakeRegistryStore) -> None:
+        self._store = store
+
+    async def get(self, scope: Scope, device_id: str) -> Device | None:
+        return await FakeDeviceRepository(self._store.state, scope).get(device_id)
+
+
 class FakeClock:
     """Time that moves exactly 1 ms on every reading, so create_time values are distinct and ordered."""
 
@@ -321,7 +331,8 @@ def make_handlers(store: FakeRegistryStore, clock: Callable[[], datetime] | None
                   *, tokens: TokenCodec | None = None) -> RegistryHandlers:
     """Handlers over the fake store (the fake is structurally a RegistryUnitOfWork factory)."""
     return RegistryHandlers(cast(UnitOfWorkFactory, store), PageTokens(PAGE_SECRET),
-                            tokens or TokenCodec(TOKEN_SECRET), clock=clock or FakeClock())
+                            tokens or TokenCodec(TOKEN_SECRET), clock=clock or FakeClock(),
+                            reads=FakeDeviceReads(store))
 
 
 def make_module_handlers(store: FakeRegistryStore, clock: Callable[[], datetime] | None = None) -> ModuleHandlers:

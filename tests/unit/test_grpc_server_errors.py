@@ -23,11 +23,11 @@ async def test_invalid_argument_carries_field_violations(echo: Echo) -> None:
     violation = details["BadRequest"].field_violations[0]
     assert (violation.field, violation.description) == ("device.name", "must not be empty")
     assert details["ErrorInfo"].reason == "INVALID_ARGUMENT"
-    assert details["RequestInfo"].request_id == dict(await _initial(error))[REQUEST_ID_KEY]
+    assert details["RequestInfo"].request_id == dict(await _trailers(error))[REQUEST_ID_KEY]
 
 
-async def _initial(error: grpc.aio.AioRpcError) -> Sequence[tuple[str, str | bytes]]:
-    return tuple(error.initial_metadata() or ())
+async def _trailers(error: grpc.aio.AioRpcError) -> Sequence[tuple[str, str | bytes]]:
+    return tuple(error.trailing_metadata() or ())
 
 
 async def test_unexpected_exception_is_internal_without_its_text(echo: Echo) -> None:
@@ -37,13 +37,13 @@ async def test_unexpected_exception_is_internal_without_its_text(echo: Echo) -> 
     assert "hunter2" not in str(error) and "RuntimeError" not in str(error)
 
 
-async def test_request_id_is_echoed_or_generated(echo: Echo) -> None:
+async def test_request_id_is_echoed_or_generated_in_the_trailers(echo: Echo) -> None:
     call = echo.unary("Whoami")(StringValue(), metadata=(*auth(), (REQUEST_ID_KEY, "abc-123")), timeout=5)
     assert (await call).value == "ada|acme|VIEWER|abc-123"
-    assert (REQUEST_ID_KEY, "abc-123") in tuple(await call.initial_metadata() or ())
+    assert (REQUEST_ID_KEY, "abc-123") in tuple(await call.trailing_metadata() or ())
 
     call = echo.unary("Whoami")(StringValue(), metadata=(*auth(), (REQUEST_ID_KEY, "not a valid id!")), timeout=5)
-    generated = dict(await call.initial_metadata() or ())[REQUEST_ID_KEY]
+    generated = dict(await call.trailing_metadata() or ())[REQUEST_ID_KEY]
     assert isinstance(generated, str) and len(generated) == 32 and generated != "not a valid id!"
     assert (await call).value.endswith(f"|{generated}")
 

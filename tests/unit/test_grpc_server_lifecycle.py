@@ -33,7 +33,7 @@ async def test_health_is_public_serving_and_watch_outlives_the_default_deadline(
         check = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
         assert (await check).status == health_pb2.HealthCheckResponse.SERVING
         # Generated stubs register their methods with add_registered_method_handlers: still intercepted.
-        assert REQUEST_ID_KEY in dict(await check.initial_metadata() or ())
+        assert REQUEST_ID_KEY in dict(await check.trailing_metadata() or ())
     watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
     try:
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING

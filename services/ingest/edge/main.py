@@ -16,6 +16,7 @@ import structlog
 from muster.runtime.auth import TokenCodec
 from muster.runtime.bus import EventConsumer, connect, ensure_events_stream
 from muster.runtime.db import Database, Scope, create_engine, is_transient
+from muster.runtime.event_batches import BatchApply
 from muster.runtime.grpc_server import run_grpc_server
 from muster.runtime.logging import configure_logging
 from muster.runtime.metrics import GrpcMetrics
@@ -24,7 +25,7 @@ from services.ingest.edge.config import EdgeSettings
 from services.ingest.edge.kicker import Kicker
 from services.ingest.edge.metrics import EdgeMetrics
 from services.ingest.edge.nats_jwt import Signer
-from services.ingest.edge.projection import DURABLE, SUBJECTS, CredentialsProjection
+from services.ingest.edge.projection import BATCHED, DURABLE, SUBJECTS, CredentialsProjection
 from services.ingest.edge.responder import CalloutResponder, ResponderConfig
 from services.ingest.tables import infrastructure
 
@@ -58,7 +59,8 @@ async def serve(settings: EdgeSettings) -> None:
     metrics = EdgeMetrics(grpc_metrics.registry)
     projection = CredentialsProjection(Kicker(system_nc, metrics), metrics)
     consumer = EventConsumer(js, db, infrastructure, durable=DURABLE, filter_subjects=SUBJECTS,
-                             handler=projection.apply)
+                             handler=projection.apply, batch_size=256,
+                             batch=BatchApply(BATCHED, projection.apply_created))
     responder = CalloutResponder(
         nc, db, Signer(settings.edge_issuer_seed.get_secret_value()), settings.device_secret_key_bytes(),
         ResponderConfig(device_account=settings.edge_device_account, jwt_ttl_seconds=settings.edge_jwt_ttl_seconds,

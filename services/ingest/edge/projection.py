@@ -6,6 +6,7 @@ same transaction: if a kick cannot be sent the transaction rolls back and the ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -21,6 +22,8 @@ from services.ingest.edge.metrics import EdgeMetrics
 log = structlog.get_logger(__name__)
 
 EVENT_TYPES = ("DeviceCreated", "DeviceStateChanged", "DeviceDeleted", "DeviceCredentialsChanged")
+BATCHED = frozenset({"DeviceCreated"})
+"""Applied per batch by `apply_created` (forward-only, never kicks); the rest one by one."""
 SUBJECTS = tuple(f"muster.events.registry.*.{name}" for name in EVENT_TYPES)
 DURABLE = "ingest-edge-credentials"
 
@@ -63,6 +66,21 @@ class CredentialsProjection:
         else:
             return
         self._metrics.events.labels(type=event.type).inc()
+
+    async def apply_created(self, events: Sequence[Event], conn: AsyncConnection) -> None:
+        """The set-based `BatchApply` of DeviceCreated (a batch of registrations or an import): one
+        forward-only upsert; a created device is never cut, so nothing is kicked."""
+        newest: dict[str, tuple[str, str, int, datetime]] = {}
+        for event in events:
+            created = ev.DeviceCreated()
+            if not event.payload.Unpack(created):
+                raise ValueError(f"event {event.id}: payload is not DeviceCreated")
+            row = (device_id(created.device.name), event.tenant, int(created.device.state),
+                   event.time.ToDatetime(tzinfo=UTC))
+            if row[0] not in newest or newest[row[0]][3] <= row[3]:
+                newest[row[0]] = row
+        await repo.apply_lifecycles(conn, list(newest.values()))
+        self._metrics.events.labels(type="DeviceCreated").inc(len(events))
 
     async def _credentials(self, event: Event, conn: AsyncConnection, at: datetime) -> None:
         changed = ev.DeviceCredentialsChanged()

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from muster.runtime.bulk_insert import insert_rows
 from services.ingest.edge.authorization import DeviceCredentials, SecretHash
 from services.ingest.tables import edge_connections, edge_devices
 
@@ -86,6 +87,20 @@ async def apply_lifecycle(conn: AsyncConnection, *, device_id: str, tenant_id: s
         where=t.c.state_time.is_(None) | (t.c.state_time <= stmt.excluded.state_time),
     ).returning(t.c.device_id))).first()
     return applied is not None
+
+
+_LIFECYCLE_FORWARD = (  # apply_lifecycle's rule for rows that are not deletions
+    "ON CONFLICT (device_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, deleted = EXCLUDED.deleted, "
+    "state_time = EXCLUDED.state_time, state = EXCLUDED.state "
+    "WHERE edge_devices.state_time IS NULL OR edge_devices.state_time <= EXCLUDED.state_time")
+
+
+async def apply_lifecycles(conn: AsyncConnection, rows: Sequence[tuple[str, str, int, datetime]]) -> None:
+    """`apply_lifecycle` (not a deletion) for many (device_id, tenant_id, state, at) in one statement;
+    at most one row per device."""
+    await insert_rows(conn, edge_devices, [
+        {"device_id": device_id, "tenant_id": tenant_id, "deleted": False, "state_time": at, "state": state}
+        for device_id, tenant_id, state, at in rows], on_conflict=_LIFECYCLE_FORWARD)
 
 
 async def apply_credentials(conn: AsyncConnection, *, device_id: str, tenant_id: str,
