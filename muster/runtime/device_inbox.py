@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import orjson
@@ -77,6 +77,30 @@ class InboxResult:
 
 
 InboxHandler = Callable[[Sequence[DeviceMessage]], Awaitable[InboxResult]]
+
+
+@dataclass(frozen=True)
+class UnknownDevices:
+    """What to do with a message from a device a consumer's registry projection does not know.
+
+    The projection learns devices from the registry's events, which can lag behind a device that was
+    just registered (after a bulk import of thousands, by minutes): such a message is delivered again
+    while it is younger than `grace`, and only then refused on the device's errors topic. Age is
+    counted from `received` (JetStream's store time), so it does not depend on how often it came back.
+    """
+
+    grace: timedelta
+    message: str = "the platform does not know this device (it is not registered, or was deleted)"
+
+    def sort(self, messages: Sequence[DeviceMessage], positions: Iterable[int], now: datetime,
+             errors: list[DeviceError], retry: set[int]) -> None:
+        """Put each unknown device's message (by position) in `retry`, or its refusal in `errors`."""
+        for position in positions:
+            message = messages[position]
+            if now - message.received < self.grace:
+                retry.add(position)
+            else:
+                errors.append(DeviceError(message.device_id, message.topic, "UNKNOWN_DEVICE", self.message))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ No domain here: which tables a deletion forgets and what a row holds is the call
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -94,3 +94,20 @@ def forward_conflict_clause(table: Table, keys: Sequence[str], columns: Sequence
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
     return (f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates} "
             f"WHERE {table.name}.{time_column} <= EXCLUDED.{time_column}")
+
+
+def newest_alive(candidates: Iterable[tuple[datetime, dict[str, Any]]], deleted: Mapping[str, datetime], *,
+                 time_column: str = "update_time") -> list[dict[str, Any]]:
+    """A batch of device rows (each with the time of the event that carried it) reduced to what
+    applying them one by one would leave: rows from before their device's deletion dropped, and of
+    several rows of one device the newest by `time_column` (as the forward-only upsert decides)."""
+    newest: dict[str, dict[str, Any]] = {}
+    for at, row in candidates:
+        device_id = row["device_id"]
+        gone = deleted.get(device_id)
+        if gone is not None and gone >= at:
+            continue
+        kept = newest.get(device_id)
+        if kept is None or kept[time_column] <= row[time_column]:
+            newest[device_id] = row
+    return list(newest.values())

@@ -20,6 +20,8 @@ from services.commands.delivery_tables import applied_replies, device_presence
 from services.commands.domain import Command, CommandState
 from services.commands.tables import commands
 
+SEND_LOCK_NAMESPACE = "commands.send:"
+
 CONNECTED = (2, 3)
 """`muster.twin.v1.Presence` values (as stored in `device_presence.presence`) of a device with a live
 connection: ONLINE, and STALE (connected but silent for a while: a command may wake it, and the
@@ -67,12 +69,26 @@ class DeliveryRepository:
     # --- timers -------------------------------------------------------------------------------------
 
     async def claim_due(self, now: datetime, limit: int) -> Sequence[Row[Any]]:
-        """Lock up to `limit` due commands (each row with an `online` column: its device's presence)."""
+        """Lock up to `limit` due commands (each row with an `online` column: its device's presence).
+
+        A device's due commands go to one worker at a time: the devices with the oldest timers are
+        first locked with a transaction-level advisory lock (tried, never waited for: a device another
+        replica is sending to is skipped this pass), so commands waiting for one device leave in
+        order even with several replicas. Only the first `limit` devices are tried, which bounds the
+        locks a pass holds."""
+        first_due = func.min(commands.c.due_at)
+        oldest = (select(commands.c.device_id).where(commands.c.due_at <= now).group_by(commands.c.device_id)
+                  .order_by(first_due).limit(limit).subquery())
+        locked = select(oldest.c.device_id).where(func.pg_try_advisory_xact_lock(
+            func.hashtextextended(func.concat(SEND_LOCK_NAMESPACE, oldest.c.device_id), 0)))
+        devices = list((await self._conn.execute(locked)).scalars())
+        if not devices:
+            return []
         online = func.coalesce(device_presence.c.presence.in_(CONNECTED), literal(False)).label("online")
         statement = (
             select(commands, online)
             .select_from(commands.outerjoin(device_presence, device_presence.c.device_id == commands.c.device_id))
-            .where(commands.c.due_at <= now)
+            .where(commands.c.due_at <= now, commands.c.device_id.in_(devices))
             .order_by(commands.c.due_at, commands.c.create_time)
             .limit(limit)
             .with_for_update(of=commands, skip_locked=True)

@@ -11,6 +11,7 @@ from muster.commands.v1 import command_service_pb2_grpc
 from muster.runtime.auth import TokenCodec, derive_key
 from muster.runtime.bus import EventConsumer, OutboxRelay, connect, ensure_events_stream
 from muster.runtime.db import Database, create_engine
+from muster.runtime.event_batches import BatchApply
 from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
 from muster.runtime.logging import configure_logging
 from muster.runtime.metrics import GrpcMetrics
@@ -46,7 +47,9 @@ async def serve(settings: CommandsSettings) -> None:
     delivery = await start_delivery(settings, nc, js, db, uow, metrics.registry)
     listener = FinishedListener(listener_dsn(url), waiters, channels=delivery.channels())
     registry_events = EventConsumer(js, db, infrastructure, durable=projection.DURABLE,
-                                    filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event)
+                                    filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event,
+                                    batch_size=256, batch=BatchApply(projection.BATCHED,
+                                                                     projection.apply_created_devices))
     relay = OutboxRelay(db, infrastructure, js, wakeup=published)
     handlers = CommandHandlers(uow, PageTokens(derive_key(secret, "page-tokens")), settings.limits(), waiters,
                                wait_poll_seconds=settings.commands_wait_poll_seconds)

@@ -10,6 +10,7 @@ canceled in the event's transaction (`device_lifecycle`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muster.events.v1.event_pb2 import Event
 from muster.registry.v1 import events_pb2 as ev
+from muster.registry.v1 import resources_pb2 as pb
 from muster.registry.v1 import template_resources_pb2 as tpb
+from muster.runtime.device_projection import newest_alive
 from muster.runtime.events import new_event
 from services.commands.device_lifecycle import DEVICE_DELETED, withdraw_commands, withdrawal_reason
 from services.commands.projection_repository import ProjectionRepository
@@ -77,6 +80,27 @@ async def _withdraw(conn: AsyncConnection, tenant_id: str, device_id: str, reaso
     await infrastructure.append(conn, outbox.events)
 
 
+BATCHED = frozenset({"DeviceCreated"})
+"""Applied per fetched batch (`apply_created_devices`): a new device has no commands to cancel, so its
+creation commutes with everything else of the batch."""
+
+
+def _device_row(event: Event, device: pb.Device) -> dict[str, Any]:
+    return {"device_id": _last(device.name), "tenant_id": event.tenant,
+            "template_id": _last(device.template) if device.template else None, "state": int(device.state),
+            "update_time": device.update_time.ToDatetime(tzinfo=UTC)}
+
+
+async def apply_created_devices(events: Sequence[Event], conn: AsyncConnection) -> None:
+    """The set-based `BatchApply` of BATCHED: the rules of `apply_event` for a whole batch in three
+    statements (locks, tombstones, one upsert) instead of several per event."""
+    repo = ProjectionRepository(conn)
+    devices = [(event, _unpack(event, ev.DeviceCreated()).device) for event in events]
+    deleted = await repo.lock_many([_last(device.name) for _, device in devices])
+    await repo.upsert_devices(newest_alive(
+        ((event.time.ToDatetime(tzinfo=UTC), _device_row(event, device)) for event, device in devices), deleted))
+
+
 async def apply_event(event: Event, conn: AsyncConnection) -> None:
     """The `EventConsumer` handler: runs in the consumer's transaction, platform scope. A device that
     is deleted, or whose newest state is suspended or retired, has its unfinished commands canceled
@@ -89,10 +113,7 @@ async def apply_event(event: Event, conn: AsyncConnection) -> None:
         device_id = _last(device.name)
         if not await repo.alive(device_id, at):
             return
-        written = await repo.upsert_device({
-            "device_id": device_id, "tenant_id": event.tenant,
-            "template_id": _last(device.template) if device.template else None, "state": int(device.state),
-            "update_time": device.update_time.ToDatetime(tzinfo=UTC)})
+        written = await repo.upsert_device(_device_row(event, device))
         reason = withdrawal_reason(int(device.state))
         if written and reason is not None:  # its newest state: a late suspension cancels nothing
             await _withdraw(conn, event.tenant, device_id, reason, _utcnow())

@@ -3,6 +3,7 @@ forward-only upserts, per-device serialisation, tombstones, and the lookup Creat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,11 +11,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from muster.runtime.device_projection import DeviceTombstones, upsert_forward
+from muster.runtime.bulk_insert import insert_rows
+from muster.runtime.device_projection import DeviceTombstones, forward_conflict_clause, upsert_forward
 from services.commands.creation import CommandDefinition
 from services.commands.tables import registry_devices, registry_templates, registry_tombstones
 
 DEVICE_RULES = DeviceTombstones(registry_tombstones, "commands.device:")
+_DEVICE_COLUMNS = ("device_id", "tenant_id", "template_id", "state", "update_time")
+_UPSERT_DEVICES = forward_conflict_clause(registry_devices, ["device_id"], _DEVICE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,14 @@ class ProjectionRepository:
     async def alive(self, device_id: str, at: datetime) -> bool:
         """Take the device's lock and say whether an event at `at` is newer than its deletion, if any."""
         return await DEVICE_RULES.alive(self._conn, device_id, at)
+
+    async def lock_many(self, device_ids: Sequence[str]) -> dict[str, datetime]:
+        """`alive` for many devices in one round trip: their locks, and their deletion times."""
+        return await DEVICE_RULES.lock_many(self._conn, device_ids)
+
+    async def upsert_devices(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many forward-only `upsert_device`s in one statement (at most one row per device)."""
+        await insert_rows(self._conn, registry_devices, rows, on_conflict=_UPSERT_DEVICES)
 
     async def lock_device(self, device_id: str) -> None:
         """CreateCommand's shared lock on the device (read the device after it): a deletion or state

@@ -21,6 +21,7 @@ from muster.events.v1.event_pb2 import Event
 from muster.registry.v1 import events_pb2 as ev
 from muster.registry.v1 import resources_pb2 as pb
 from muster.registry.v1 import template_resources_pb2 as tpb
+from muster.runtime.device_projection import newest_alive
 from services.ingest.projection_repository import ProjectionRepository
 
 DURABLE = "ingest-registry-projection"
@@ -76,16 +77,8 @@ async def apply_device_events(events: Sequence[Event], conn: AsyncConnection) ->
     repo = ProjectionRepository(conn)
     devices = [(event, _device_of(event)) for event in events]
     deleted = await repo.lock_many([_last(device.name) for _, device in devices])
-    newest: dict[str, dict[str, Any]] = {}
-    for event, device in devices:
-        row = _device_row(event, device)
-        gone = deleted.get(row["device_id"])
-        if gone is not None and gone >= event.time.ToDatetime(tzinfo=UTC):
-            continue
-        kept = newest.get(row["device_id"])
-        if kept is None or kept["update_time"] <= row["update_time"]:  # as the forward-only upsert decides
-            newest[row["device_id"]] = row
-    await repo.upsert_devices(list(newest.values()))
+    await repo.upsert_devices(newest_alive(
+        ((event.time.ToDatetime(tzinfo=UTC), _device_row(event, device)) for event, device in devices), deleted))
 
 
 async def _template(repo: ProjectionRepository, event: Event, template: tpb.DeviceTemplate) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 
 from muster.runtime.config import ServiceSettings
+from muster.runtime.device_inbox import UnknownDevices
 from services.twin.documents import Limits
 
 
@@ -19,9 +22,13 @@ class TwinSettings(ServiceSettings):
         0.005, gt=0, description="Longest a device message waits for its batch.")
     twin_max_ack_pending: int = Field(5000, ge=1, description="Unacked device messages in flight.")
     twin_ack_wait_seconds: float = Field(30.0, gt=0, description="Redelivery after this long without an ack.")
-    twin_unknown_device_retries: int = Field(
-        3, ge=1, description="Deliveries of a message from a device without a twin (yet) before it is refused "
-                             "(the registry projection may lag by a moment).")
+    twin_unknown_device_grace_seconds: float = Field(
+        300.0, ge=0, description="How long a message from a device without a twin (yet) is delivered again "
+                                 "before it is refused: the registry projection may lag (minutes after a bulk "
+                                 "import of thousands of devices).")
+
+    def unknown_devices(self) -> UnknownDevices:
+        return UnknownDevices(timedelta(seconds=self.twin_unknown_device_grace_seconds))
     twin_push_sweep_interval_seconds: float = Field(
         1.0, gt=0, description="How often twins whose desired state was not sent yet are looked for (after a "
                                "crash, or while the MQTT server was away).")

@@ -56,7 +56,7 @@ async def connectivity_parts(settings: TwinSettings, nc: NATS, js: JetStreamCont
     bindings = [ServiceBinding("muster.twin.v1.ConnectivityService",
                                partial(connectivity_service_pb2_grpc.add_ConnectivityServiceServicer_to_server,
                                        ConnectivityServicer(handlers)))]
-    status = StatusInbox(db, infrastructure, unknown_device_retries=settings.twin_unknown_device_retries,
+    status = StatusInbox(db, infrastructure, unknown=settings.unknown_devices(),
                          max_heartbeat_bytes=settings.twin_max_heartbeat_bytes)
     status_inbox = DeviceInbox(nc, js, TWIN_INBOX, status.status,
                                _inbox(settings, STATUS_DURABLE, (device_subject("*", STATUS),)), metrics)

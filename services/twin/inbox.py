@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 
 import orjson
 import structlog
 
 from muster.runtime.db import Scope
-from muster.runtime.device_inbox import DeviceError, DeviceMessage, InboxResult
+from muster.runtime.device_inbox import DeviceError, DeviceMessage, InboxResult, UnknownDevices
 from muster.runtime.device_publisher import DeliveryFailed
 from services.twin import mapping
 from services.twin.documents import LimitExceeded, Limits
@@ -38,12 +39,13 @@ def twin_payload(twin: Twin) -> bytes:
 
 
 class TwinInbox:
-    def __init__(self, uow: UnitOfWorkFactory, answer: Answer, limits: Limits, *,
-                 unknown_device_retries: int = 3) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, answer: Answer, limits: Limits, *, unknown: UnknownDevices,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._uow = uow
         self._answer = answer
         self._limits = limits
-        self._retries = unknown_device_retries
+        self._unknown_devices = unknown
+        self._now = clock
 
     async def handle(self, messages: Sequence[DeviceMessage]) -> InboxResult:
         errors: list[DeviceError] = []
@@ -60,6 +62,7 @@ class TwinInbox:
                 reports.append((position, message, parsed))
         if not reports and not gets:
             return InboxResult(errors=errors)
+        unknown: list[int] = []
         async with self._uow(Scope.platform_wide()) as uow:
             twins = await uow.twins.get_many_for_update([m.device_id for _, m in gets] +
                                                         [m.device_id for _, m, _ in reports])
@@ -67,7 +70,7 @@ class TwinInbox:
             for position, message, report in sorted(reports, key=lambda r: r[1].stream_seq):
                 twin = twins.get(message.device_id)
                 if twin is None:
-                    self._unknown(position, message, errors, retry)
+                    unknown.append(position)
                     continue
                 try:
                     change = apply_report(twin, report, seq=message.stream_seq, limits=self._limits,
@@ -87,10 +90,11 @@ class TwinInbox:
         for position, message in gets:
             twin = twins.get(message.device_id)
             if twin is None:
-                self._unknown(position, message, errors, retry)
+                unknown.append(position)
             else:
                 answers.append(self._answer_get(twin))
         await asyncio.gather(*answers)
+        self._unknown_devices.sort(messages, sorted(unknown), self._now(), errors, retry)
         return InboxResult(errors=errors, retry=retry)
 
     def _parse(self, message: DeviceMessage) -> Report | Refusal | None:
@@ -100,13 +104,6 @@ class TwinInbox:
         if levels == ("twin", "get"):
             return parse_get(message.data, self._limits)
         return Refusal("UNKNOWN_TOPIC", f"the twin does not read {'/'.join(levels)}")
-
-    def _unknown(self, position: int, message: DeviceMessage, errors: list[DeviceError], retry: set[int]) -> None:
-        if message.deliveries < self._retries:
-            retry.add(position)
-        else:
-            errors.append(DeviceError(message.device_id, message.topic, "UNKNOWN_DEVICE",
-                                      "this device has no twin: it is not registered (or was deleted)"))
 
     async def _answer_get(self, twin: Twin) -> None:
         try:

@@ -12,6 +12,7 @@ from muster.runtime.bus import EventConsumer, OutboxRelay, connect, ensure_event
 from muster.runtime.db import Database, create_engine
 from muster.runtime.device_inbox import DeviceInbox, InboxMetrics, InboxSettings
 from muster.runtime.device_publisher import DevicePublisher
+from muster.runtime.event_batches import BatchApply
 from muster.runtime.grpc_server import ServiceBinding, run_grpc_server
 from muster.runtime.logging import configure_logging
 from muster.runtime.metrics import GrpcMetrics
@@ -67,10 +68,12 @@ async def serve(settings: TwinSettings) -> None:
                                             inbox_metrics)
     inbox = DeviceInbox(nc, js, streams.TWIN_INBOX,
                         connectivity.last_seen.wrap(TwinInbox(uow, answer, settings.limits,
-                                                              unknown_device_retries=settings.twin_unknown_device_retries).handle),
+                                                              unknown=settings.unknown_devices()).handle),
                         inbox_settings(settings), inbox_metrics)
     registry_events = EventConsumer(js, db, infrastructure, durable=projection.DURABLE,
-                                    filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event)
+                                    filter_subjects=projection.FILTER_SUBJECTS, handler=projection.apply_event,
+                                    batch_size=256,
+                                    batch=BatchApply(projection.BATCHED, projection.apply_device_events))
     relay = OutboxRelay(db, infrastructure, js, wakeup=published)
     bindings = [ServiceBinding("muster.twin.v1.TwinService",
                                partial(twin_service_pb2_grpc.add_TwinServiceServicer_to_server,

@@ -7,13 +7,16 @@ transaction-level advisory lock. The connectivity and health slices read device 
 
 from __future__ import annotations
 
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muster.events.v1.event_pb2 import Event
 from muster.registry.v1 import events_pb2 as ev
+from muster.runtime.device_projection import newest_alive
 from services.twin.repository import TwinRepository
 from services.twin.twin import new_twin
 
@@ -28,6 +31,31 @@ _PAYLOADS: dict[str, type[ev.DeviceCreated] | type[ev.DeviceUpdated] | type[ev.D
 def _unpack(event: Event, message: Message) -> None:
     if not event.payload.Unpack(message):
         raise ValueError(f"event {event.id}: payload is not {message.DESCRIPTOR.full_name}")
+
+
+BATCHED = frozenset(_PAYLOADS)
+"""Applied per fetched batch (`apply_device_events`): each only makes sure a twin exists, so they
+commute with each other and with the deletions of the batch (tombstones decide)."""
+
+
+def _device_id(event: Event) -> str:
+    payload = _PAYLOADS[event.type]()
+    _unpack(event, payload)
+    return payload.device.name.rsplit("/", 1)[-1]
+
+
+async def apply_device_events(events: Sequence[Event], conn: AsyncConnection) -> None:
+    """The set-based `BatchApply` of BATCHED: the rules of `apply_event` for a whole batch in three
+    statements (locks, tombstones, one insert) instead of several per event."""
+    repo = TwinRepository(conn)
+    candidates: list[tuple[datetime, dict[str, Any]]] = []
+    for event in events:
+        device_id, at = _device_id(event), event.time.ToDatetime(tzinfo=UTC)
+        if event.tenant and device_id:
+            candidates.append((at, {"device_id": device_id, "tenant_id": event.tenant, "create_time": at}))
+    deleted = await repo.lock_many([row["device_id"] for _, row in candidates])
+    rows = newest_alive(candidates, deleted, time_column="create_time")
+    await repo.create_many([new_twin(row["tenant_id"], row["device_id"], row["create_time"]) for row in rows])
 
 
 async def apply_event(event: Event, conn: AsyncConnection) -> None:

@@ -105,6 +105,17 @@ class TwinRepository:
             device_id=twin.device_id, tenant_id=twin.tenant_id, create_time=twin.create_time,
             update_time=twin.update_time).on_conflict_do_nothing(index_elements=["device_id"]))
 
+    async def lock_many(self, device_ids: Sequence[str]) -> dict[str, datetime]:
+        """`alive` for many devices in one round trip: their locks, and their deletion times."""
+        return await _DEVICES.lock_many(self._conn, device_ids)
+
+    async def create_many(self, created: Sequence[Twin]) -> None:
+        """`create` for many devices in one statement."""
+        if created:
+            await self._conn.execute(pg_insert(twins).values([
+                {"device_id": t.device_id, "tenant_id": t.tenant_id, "create_time": t.create_time,
+                 "update_time": t.update_time} for t in created]).on_conflict_do_nothing(index_elements=["device_id"]))
+
     async def bury(self, device_id: str, at: datetime) -> None:
         """Forget the twin and its revisions; keep the newest deletion time as its tombstone."""
         await _DEVICES.bury(self._conn, device_id, at, forget=[desired_revisions, twins])

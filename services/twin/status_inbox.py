@@ -11,14 +11,14 @@ times (the registry projection may lag) before it is refused.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from muster.runtime.db import Database, Scope
-from muster.runtime.device_inbox import DeviceError, DeviceMessage, InboxResult
+from muster.runtime.device_inbox import DeviceError, DeviceMessage, InboxResult, UnknownDevices
 from muster.runtime.outbox import OutboxTables
 from services.twin.health import Refusal, parse_heartbeat
 from services.twin.presence_writer import Input, PresenceWriter, Traffic, Will
@@ -53,11 +53,12 @@ def parse_status(data: bytes) -> tuple[bool, timedelta | None] | Refusal:
 class StatusInbox:
     """Handlers for the `status` and `heartbeat` inboxes (one `DeviceInbox` each)."""
 
-    def __init__(self, db: Database, outbox: OutboxTables, *, unknown_device_retries: int = 3,
-                 max_heartbeat_bytes: int = 4096) -> None:
+    def __init__(self, db: Database, outbox: OutboxTables, *, unknown: UnknownDevices,
+                 max_heartbeat_bytes: int = 4096, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._db = db
         self._outbox = outbox
-        self._retries = unknown_device_retries
+        self._unknown_devices = unknown
+        self._now = clock
         self._max_heartbeat = max_heartbeat_bytes
 
     async def status(self, messages: Sequence[DeviceMessage]) -> InboxResult:
@@ -103,11 +104,5 @@ class StatusInbox:
     def _unknown(self, messages: Sequence[DeviceMessage], positions: Sequence[int],
                  errors: list[DeviceError]) -> InboxResult:
         retry: set[int] = set()
-        for position in positions:
-            message = messages[position]
-            if message.deliveries < self._retries:
-                retry.add(position)
-            else:
-                errors.append(DeviceError(message.device_id, message.topic, "UNKNOWN_DEVICE",
-                                          "the platform does not know this device"))
+        self._unknown_devices.sort(messages, positions, self._now(), errors, retry)
         return InboxResult(errors=errors, retry=retry)

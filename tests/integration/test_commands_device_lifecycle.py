@@ -23,7 +23,8 @@ from muster.registry.v1 import template_resources_pb2 as tpb
 from muster.runtime.db import Database, Scope
 from muster.runtime.events import new_event
 from services.commands.domain import Command, CommandState, ResultStatus
-from services.commands.projection import apply_event
+from services.commands.projection import apply_created_devices, apply_event
+from services.commands.projection_repository import ProjectionRepository
 from services.commands.tables import commands, infrastructure
 from services.commands.unit_of_work import UnitOfWorkFactory
 
@@ -157,3 +158,16 @@ async def test_a_deletion_waits_for_a_create_in_flight_and_cancels_it(
     async with commands_uow(Scope.of_tenant(tenant)) as work:  # and a create after it finds no device
         await work.projection.lock_device(device_id)
         assert await work.projection.device_commands(device_id) is None
+
+
+async def test_a_batch_of_created_devices_projects_each_live_device_once(commands_db: Database) -> None:
+    tenant, fresh, buried = f"c-{uuid.uuid4().hex[:10]}", new_device_id(), new_device_id()
+    await apply(commands_db, _event(rev.DeviceDeleted(name=f"devices/{buried}"), tenant, T0 + timedelta(seconds=5)))
+    batch = [_event(rev.DeviceCreated(device=_device(device_id, "tpl", 2, T0 + timedelta(seconds=s))), tenant,
+                    T0 + timedelta(seconds=s)) for device_id, s in ((fresh, 2), (fresh, 1), (buried, 1))]
+    async with commands_db.transaction(Scope.platform_wide()) as conn:
+        await apply_created_devices(batch, conn)
+        projection = ProjectionRepository(conn)
+        seen = await projection.device_commands(fresh)
+        assert seen is not None and (seen.state, seen.template_id) == (2, "tpl")
+        assert await projection.device_commands(buried) is None

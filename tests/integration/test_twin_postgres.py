@@ -17,18 +17,19 @@ import orjson
 import pytest
 from helpers import PlatformLike, owner_db_url, secrets
 
+from muster.events.v1.event_pb2 import Event
 from muster.registry.v1 import events_pb2 as rev
 from muster.registry.v1 import resources_pb2 as rpb
 from muster.runtime.auth import Principal, Role
 from muster.runtime.db import Database, Scope, create_engine
-from muster.runtime.device_inbox import DeviceMessage
+from muster.runtime.device_inbox import DeviceMessage, UnknownDevices
 from muster.runtime.errors import NotFound
 from muster.runtime.events import new_event
 from muster.runtime.pagination import PageTokens
 from services.twin.documents import Limits
 from services.twin.handlers import TwinHandlers, UpdateDesired
 from services.twin.inbox import TwinInbox
-from services.twin.projection import apply_event
+from services.twin.projection import apply_device_events, apply_event
 from services.twin.repository import TwinRepository
 from services.twin.unit_of_work import unit_of_work_factory
 
@@ -79,6 +80,23 @@ async def test_projection_creates_deletes_and_a_late_create_stays_dead(db: Datab
         await _handlers(db).get_twin(principal, device_id)
 
 
+async def test_a_batch_of_device_events_creates_each_live_twin_once(db: Database) -> None:
+    tenant = f"tw-{uuid.uuid4().hex[:10]}"
+    fresh, buried = uuid.uuid4().hex[:20], uuid.uuid4().hex[:20]
+    await _project(db, tenant, buried, deleted=True, at=NOW + timedelta(seconds=5))
+
+    def created(device_id: str, seconds: int) -> Event:
+        return new_event(rev.DeviceCreated(device=rpb.Device(name=f"devices/{device_id}")), source="registry",
+                         tenant=tenant, subject=f"devices/{device_id}", time=NOW + timedelta(seconds=seconds))
+
+    async with db.transaction(Scope.platform_wide()) as conn:  # a device twice, one from before its deletion
+        await apply_device_events([created(fresh, 1), created(fresh, 2), created(buried, 1)], conn)
+    principal = Principal("ops", Role.VIEWER, tenant)
+    assert (await _handlers(db).get_twin(principal, fresh)).desired_version == 0
+    with pytest.raises(NotFound):
+        await _handlers(db).get_twin(principal, buried)
+
+
 async def test_row_level_security_keeps_tenants_apart(db: Database) -> None:
     _, device_id = await _device(db)
     other = Principal("ops", Role.OPERATOR, f"tw-{uuid.uuid4().hex[:10]}")
@@ -106,7 +124,8 @@ async def test_desired_revisions_reports_and_pending_pushes(db: Database) -> Non
     async def answer(_device_id: str, _levels: str, _payload: bytes) -> None:
         return None
 
-    inbox = TwinInbox(unit_of_work_factory(db, asyncio.Event()), answer, Limits())
+    inbox = TwinInbox(unit_of_work_factory(db, asyncio.Event()), answer, Limits(),
+                      unknown=UnknownDevices(timedelta(minutes=5)))
     topic = f"muster/v1/devices/{device_id}/twin/reported"
 
     def report(seq: int, state: dict[str, object]) -> DeviceMessage:

@@ -3,13 +3,13 @@ late reports never roll back, bad input refused with a code and nothing changed,
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 from fakes.twin import FakeTwinStore
 
-from muster.runtime.device_inbox import DeviceMessage
+from muster.runtime.device_inbox import DeviceMessage, UnknownDevices
 from muster.twin.v1 import events_pb2 as ev
 from services.twin.documents import Limits
 from services.twin.inbox import TwinInbox
@@ -38,8 +38,12 @@ def store() -> FakeTwinStore:
     return s
 
 
-def inbox(store: FakeTwinStore, answers: Answers | None = None) -> TwinInbox:
-    return TwinInbox(store.factory(), answers or Answers(), Limits(max_bytes=256, max_depth=3))
+GRACE = timedelta(minutes=5)
+
+
+def inbox(store: FakeTwinStore, answers: Answers | None = None, now: datetime = NOW) -> TwinInbox:
+    return TwinInbox(store.factory(), answers or Answers(), Limits(max_bytes=256, max_depth=3),
+                     unknown=UnknownDevices(GRACE), clock=lambda: now)
 
 
 async def test_reports_merge_in_stream_order_and_emit(store: FakeTwinStore) -> None:
@@ -78,12 +82,14 @@ async def test_bad_reports_are_refused_and_change_nothing(store: FakeTwinStore, 
     assert store.twins["d1"].reported == {} and not store.events
 
 
-async def test_an_unknown_device_is_retried_then_refused(store: FakeTwinStore) -> None:
-    box = inbox(store)
-    first = await box.handle([message("nope", 1, {"state": {"a": 1}})])
-    assert set(first.retry) == {0} and not first.errors
-    last = await box.handle([message("nope", 1, {"state": {"a": 1}}, deliveries=3)])
-    assert [e.code for e in last.errors] == ["UNKNOWN_DEVICE"] and not last.retry
+async def test_an_unknown_device_is_retried_within_the_grace_then_refused(store: FakeTwinStore) -> None:
+    """However often it came back: what counts is the message's age (the projection may lag minutes)."""
+    young = await inbox(store, now=NOW + GRACE - timedelta(seconds=1)).handle(
+        [message("nope", 1, {"state": {"a": 1}}, deliveries=50), message("nope", 2, b"{}", "twin/get")])
+    assert set(young.retry) == {0, 1} and not young.errors
+    old = await inbox(store, now=NOW + GRACE).handle(
+        [message("nope", 1, {"state": {"a": 1}}, deliveries=2), message("nope", 2, b"{}", "twin/get")])
+    assert [e.code for e in old.errors] == ["UNKNOWN_DEVICE", "UNKNOWN_DEVICE"] and not old.retry
 
 
 async def test_twin_get_is_answered_with_the_whole_twin(store: FakeTwinStore) -> None:
