@@ -9,8 +9,8 @@ work (the outbox relay, tenant administration) opts in with `Scope.platform()`.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from muster.runtime.errors import Unavailable
 
 TENANT_SETTING = "muster.tenant_id"
 PLATFORM_SETTING = "muster.platform"
@@ -94,6 +96,19 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         return bool(exc.connection_invalidated)
     return isinstance(exc, OSError)  # e.g. connection refused while PostgreSQL restarts
+
+
+@contextmanager
+def unavailable_when_unreachable() -> Iterator[None]:
+    """A lost or refused database connection reaches the caller as UNAVAILABLE (retry shortly), not
+    as an internal error."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc):
+            raise Unavailable("the database is unreachable right now; retry shortly",
+                              reason="DATABASE_UNAVAILABLE") from exc
+        raise
 
 
 def tenant_policy_sql(schema: str, table: str) -> list[str]:

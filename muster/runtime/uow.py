@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from muster.events.v1.event_pb2 import Event
-from muster.runtime.db import Database, Scope, apply_scope, is_transient
+from muster.runtime.db import Database, Scope, apply_scope, is_transient, unavailable_when_unreachable
 from muster.runtime.errors import Unavailable
 from muster.runtime.events import new_event
 from muster.runtime.outbox import OutboxTables
@@ -44,16 +44,14 @@ class UnitOfWork(AbstractAsyncContextManager["UnitOfWork"]):
         return self._conn
 
     async def __aenter__(self) -> Self:
-        try:
-            self._conn = await self._db.engine.connect()
-            self._tx = await self._conn.begin()
-            await apply_scope(self._conn, self.scope)
-        except Exception as exc:
-            await self._close()
-            if is_transient(exc):
-                raise Unavailable("the database is unreachable right now; retry shortly",
-                                  reason="DATABASE_UNAVAILABLE") from exc
-            raise
+        with unavailable_when_unreachable():
+            try:
+                self._conn = await self._db.engine.connect()
+                self._tx = await self._conn.begin()
+                await apply_scope(self._conn, self.scope)
+            except Exception:
+                await self._close()
+                raise
         self._bind(self._conn)
         return self
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from muster.runtime.auth import Principal
-from muster.runtime.db import Database, Scope, is_transient
-from muster.runtime.errors import InvalidArgument, NotFound, Unavailable
+from muster.runtime.db import Database, Scope, unavailable_when_unreachable
+from muster.runtime.errors import InvalidArgument, NotFound
 from muster.runtime.pagination import PageTokens, fingerprint, page_size
 from services.ingest.log_queries import LogQuery, StoredLog
 from services.ingest.queries import Bucket, PointValue, TelemetryQuery
@@ -40,17 +40,12 @@ class TelemetryHandlers:
     async def _device(self, principal: Principal, device_id: str) -> AsyncIterator[TelemetryRepository]:
         """A repository in the caller's tenant, once the device is known there (NOT_FOUND otherwise)."""
         tenant = principal.require_tenant()
-        try:
+        with unavailable_when_unreachable():
             async with self._db.transaction(Scope.of_tenant(tenant)) as conn:
                 repo = TelemetryRepository(conn)
                 if not await repo.device_known(device_id):
                     raise NotFound(f"devices/{device_id} not found", reason="DEVICE_NOT_FOUND")
                 yield repo
-        except Exception as exc:
-            if is_transient(exc):
-                raise Unavailable("the database is unreachable right now; retry shortly",
-                                  reason="DATABASE_UNAVAILABLE") from exc
-            raise
 
     async def query(self, principal: Principal, query: TelemetryQuery) -> QueryResult:
         if query.bucket is not None:

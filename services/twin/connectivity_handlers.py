@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from muster.runtime.auth import Principal
-from muster.runtime.db import Database, Scope, is_transient
-from muster.runtime.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
+from muster.runtime.db import Database, Scope, unavailable_when_unreachable
+from muster.runtime.errors import FieldViolation, InvalidArgument, NotFound
 from muster.runtime.pagination import PageTokens, fingerprint, page_size
 from services.twin.connection_filter import connection_filter
 from services.twin.connectivity_repository import ConnectivityRepository
@@ -50,17 +50,12 @@ class ConnectivityHandlers:
 
     @asynccontextmanager
     async def _device(self, principal: Principal, device_id: str) -> AsyncIterator[ConnectivityRepository]:
-        try:
+        with unavailable_when_unreachable():
             async with self._db.transaction(Scope.of_tenant(principal.require_tenant())) as conn:
                 repo = ConnectivityRepository(conn)
                 if not await repo.device_known(device_id):
                     raise NotFound(f"devices/{device_id} not found", reason="DEVICE_NOT_FOUND")
                 yield repo
-        except Exception as exc:
-            if is_transient(exc):
-                raise Unavailable("the database is unreachable right now; retry shortly",
-                                  reason="DATABASE_UNAVAILABLE") from exc
-            raise
 
     async def connectivity(self, principal: Principal, device_id: str) -> ConnectivityView:
         async with self._device(principal, device_id) as repo:
