@@ -14,15 +14,11 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, Self
-
-from google.protobuf.message import Message
 
 from muster.events.v1.event_pb2 import Event
 from muster.runtime.db import Scope
 from muster.runtime.errors import Aborted
-from muster.runtime.events import new_event
 from muster.runtime.filtering import matches
 from muster.runtime.listing import Page
 from muster.runtime.pagination import PageTokens, compare_keysets
@@ -34,6 +30,8 @@ from services.commands.projection_repository import DeviceCommands
 from services.commands.repository import DuplicateRequest
 from services.commands.unit_of_work import SOURCE
 from services.commands.waiting import Waiters
+
+from .emitter import BufferedEmitter
 
 PAGE_SECRET = b"unit-test-page-token-secret-0123"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -152,11 +150,10 @@ class FakeProjectionRepository(_Repository):
         return DeviceCommands(device_id, state, template_id, dict(template[1]) if template and visible else {})
 
 
-class FakeCommandsUnitOfWork:
+class FakeCommandsUnitOfWork(BufferedEmitter):
     def __init__(self, store: FakeCommandsStore, scope: Scope) -> None:
+        super().__init__(SOURCE, scope)
         self._store = store
-        self.scope = scope
-        self._events: list[Event] = []
         self._finished: list[str] = []
         self.committed = False
 
@@ -166,19 +163,9 @@ class FakeCommandsUnitOfWork:
         self.projection = FakeProjectionRepository(self._state, self.scope)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        self._events = []
-
-    def emit(self, payload: Message, *, subject: str, tenant: str | None = None) -> Event:
-        event = new_event(payload, source=SOURCE, tenant=tenant if tenant is not None else self.scope.tenant,
-                          subject=subject)
-        self._events.append(event)
-        return event
-
     async def commit(self) -> None:
         self._store.state = self._state
-        self._store.events.extend(self._events)
+        self._store.events.extend(self.pending)
         self.committed = True
         for command_id in self._finished:  # NOTIFY is delivered at commit
             self._store.waiters.notify(command_id)

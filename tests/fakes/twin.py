@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Self, cast
 
 from google.protobuf.message import Message
 
 from muster.events.v1.event_pb2 import Event
 from muster.runtime.db import Scope
-from muster.runtime.events import new_event
 from services.twin.twin import Revision, Twin, new_twin
 from services.twin.unit_of_work import SOURCE, TwinUnitOfWork, UnitOfWorkFactory
+
+from .emitter import BufferedEmitter
 
 
 @dataclass
@@ -84,12 +84,11 @@ class FakeTwinRepository:
         return found[:limit]
 
 
-class FakeTwinUnitOfWork:
+class FakeTwinUnitOfWork(BufferedEmitter):
     def __init__(self, store: FakeTwinStore, scope: Scope) -> None:
+        super().__init__(SOURCE, scope)
         self._store = store
-        self.scope = scope
         self.committed = False
-        self._events: list[Event] = []
         self.rows: dict[str, Twin] = {}
         self.revision_rows: dict[tuple[str, int], Revision] = {}
         self.twins = FakeTwinRepository(self)
@@ -99,20 +98,10 @@ class FakeTwinUnitOfWork:
         self.revision_rows = dict(self._store.revisions)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        self._events = []
-
-    def emit(self, payload: Message, *, subject: str, tenant: str | None = None) -> Event:
-        event = new_event(payload, source=SOURCE, tenant=tenant if tenant is not None else self.scope.tenant,
-                          subject=subject)
-        self._events.append(event)
-        return event
-
     async def commit(self) -> None:
         self._store.twins = self.rows
         self._store.revisions = self.revision_rows
-        self._store.events.extend(self._events)
+        self._store.events.extend(self.pending)
         self._store.commits += 1
         self.committed = True
 
